@@ -1,0 +1,2 @@
+"""xai_course: explaining neural networks, every method from scratch."""
+__version__ = "0.1.0"

@@ -1,0 +1,145 @@
+"""What every attribution method shares: input checks, model hygiene, the target gradient, the registry.
+
+Every method is ``method(model, inputs, target, **options) -> Tensor`` with the shape of ``inputs``.
+The helpers here make that contract hold in one place:
+
+- :func:`check_call` turns bad arguments into a clear ``TypeError``/``ValueError`` naming the parameter;
+- :func:`explaining` puts the model in eval mode, freezes its parameters, enables autograd (also under
+  an outer ``torch.no_grad()``) and restores every flag afterwards, whatever happens;
+- :func:`target_logits` runs the model and checks it returns logits ``(N, classes)``;
+- :func:`gradient_of_target` is d logit[target] / d inputs, the building block of the gradient chapters.
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from numbers import Integral
+from typing import Callable, Dict, Sequence, Union
+
+import torch
+from torch import nn
+
+Target = Union[int, Sequence[int], torch.Tensor]
+
+METHODS: Dict[str, Callable[..., torch.Tensor]] = {}
+
+
+def register(name: str):
+    """Decorator: add an attribution function to :data:`METHODS` under ``name``."""
+
+    def add(function):
+        if name in METHODS:
+            raise ValueError(f"an attribution method named {name!r} is registered already")
+        METHODS[name] = function
+        return function
+
+    return add
+
+
+def check_model(model) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+def check_inputs(inputs, name: str = "inputs") -> torch.Tensor:
+    """A floating tensor with a batch dimension, ``(N, D)`` or ``(N, C, H, W)``, all finite."""
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(inputs).__name__}")
+    if not inputs.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {inputs.dtype}")
+    if inputs.ndim not in (2, 3, 4, 5):
+        raise ValueError(f"{name} must be a batch: (N, D) or (N, C, H, W), got shape {tuple(inputs.shape)} "
+                         f"(add a batch dimension with {name}[None] for one example)")
+    if inputs.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one example, got an empty batch")
+    if not torch.isfinite(inputs).all():
+        raise ValueError(f"{name} must be finite, but it contains NaN or infinite values")
+    return inputs
+
+
+def check_target(target: Target, n: int) -> torch.Tensor:
+    """An int, a sequence of N ints or an integer tensor of shape () or (N,), as a LongTensor (N,)."""
+    if isinstance(target, bool) or target is None:
+        raise TypeError(f"target must be an int, a sequence of N ints or a LongTensor, got {target!r}")
+    if isinstance(target, Integral):
+        target = torch.full((n,), int(target), dtype=torch.long)
+    elif isinstance(target, torch.Tensor):
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+        target = target.reshape(-1).long() if target.ndim <= 1 else target
+        if target.ndim == 1 and target.numel() == 1:
+            target = target.expand(n)
+    elif isinstance(target, Sequence) and not isinstance(target, str):
+        if not all(isinstance(t, Integral) and not isinstance(t, bool) for t in target):
+            raise TypeError(f"target must hold integer class indices, got {list(target)!r}")
+        target = torch.tensor(list(target), dtype=torch.long)
+    else:
+        raise TypeError(f"target must be an int, a sequence of N ints or a LongTensor, got {type(target).__name__}")
+    if target.shape != (n,):
+        raise ValueError(f"target must give one class per example: {n} of them, got shape {tuple(target.shape)}")
+    return target
+
+
+def check_call(model, inputs, target):
+    """Check the three arguments every method takes; returns ``(model, inputs, target)`` normalised."""
+    check_model(model)
+    check_inputs(inputs)
+    target = check_target(target, inputs.shape[0])
+    device = next((p.device for p in model.parameters()), inputs.device)
+    if device != inputs.device:
+        raise ValueError(f"inputs are on {inputs.device} but the model is on {device}: move one of them "
+                         f"(inputs.to({str(device)!r}) or model.to({str(inputs.device)!r}))")
+    return model, inputs, target.to(inputs.device)
+
+
+def target_logits(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Run the model and pick logit[n, target[n]] for each example; checks the output's shape."""
+    out = model(inputs)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != inputs.shape[0]:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"model must return logits of shape (N, classes) = ({inputs.shape[0]}, classes), got {got}")
+    if (target < 0).any() or (target >= out.shape[1]).any():
+        raise ValueError(f"target must be class indices in [0, {out.shape[1] - 1}] (the model has "
+                         f"{out.shape[1]} outputs), got {target.tolist()}")
+    return out.gather(1, target[:, None]).squeeze(1)
+
+
+@contextlib.contextmanager
+def explaining(model: nn.Module, freeze: bool = True):
+    """Prepare ``model`` to be explained and restore it afterwards, whatever happens inside.
+
+    A model in train mode is explained as the eval-mode model it would be deployed as (with a warning):
+    BatchNorm uses its running statistics, which the forward passes do not update, and dropout is off.
+    With ``freeze`` the parameters stop requiring gradients (no parameter gradient is computed or
+    accumulated). Autograd is enabled inside, also under an outer ``torch.no_grad()``.
+    """
+    modes = {m: m.training for m in model.modules()}
+    flags = {p: p.requires_grad for p in model.parameters()}
+    if any(modes.values()):
+        warnings.warn("model is in train mode: explaining it as the eval-mode model it would be deployed as "
+                      "(call model.eval() first to silence this); its mode is restored afterwards",
+                      stacklevel=4)
+    try:
+        model.eval()
+        if freeze:
+            for p in flags:
+                p.requires_grad_(False)
+        with torch.enable_grad():
+            yield model
+    finally:
+        for m, training in modes.items():
+            m.training = training
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+
+
+def gradient_of_target(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """d logit[n, target[n]] / d inputs[n] for every example n, in one batched forward and backward.
+
+    Expects checked arguments and a prepared model (see :func:`explaining`). The examples are
+    independent, so the gradient of the sum of the picked logits is each example's own gradient.
+    """
+    x = inputs.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(target_logits(model, x, target).sum(), x)
+    return grad

@@ -1,0 +1,24 @@
+"""Models: the course's small trained models (offline) and torchvision's pretrained ones (online).
+
+- :func:`load` (``"shapes_cnn"``, ``"shapes_resnet"``, ``"digits_cnn"``, ``"digits_mlp"``): trained
+  weights shipped in the package, checksummed, with a model card each in ``weights/``;
+- :func:`pretrained`: ImageNet models, raising :class:`PretrainedUnavailable` offline;
+- :func:`train_model` and ``python -m xai_course.models.train NAME``: the code that made the weights.
+"""
+from .architectures import BasicBlock, DigitsCNN, DigitsMLP, ResNet, VGGNet
+from .toys import Circle, Saturating
+from .pretrained import PRETRAINED, Normalized, PretrainedUnavailable, imagenet_classes, pretrained
+from .zoo import MODELS, ModelSpec, load, spec
+
+
+def __getattr__(name):  # the training code loads lazily, so `python -m xai_course.models.train` runs cleanly
+    if name in ("train_model", "evaluate"):
+        from . import train
+
+        return getattr(train, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["MODELS", "ModelSpec", "load", "spec", "train_model", "evaluate", "pretrained", "PRETRAINED",
+           "PretrainedUnavailable", "Normalized", "imagenet_classes",
+           "VGGNet", "ResNet", "BasicBlock", "DigitsCNN", "DigitsMLP", "Circle", "Saturating"]

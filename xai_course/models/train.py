@@ -1,0 +1,156 @@
+"""Training code for the course models: it made the shipped weights and reproduces them.
+
+    python -m xai_course.models.train shapes_cnn            # train, evaluate, write weights + card
+    python -m xai_course.models.train all --out /tmp/models  # every model, somewhere else
+
+Shapes models see fresh images every epoch (seed ``TRAIN_SEED + epoch``) and are evaluated on images
+drawn with ``TEST_SEED``, a seed no training or validation step ever uses. Digits models train on the
+fixed training split of :func:`xai_course.data.digits` and are evaluated on its held-out test split.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..data import digits, shapes
+from .zoo import CHECKSUMS, MODELS, WEIGHTS_DIR, sha256, spec
+
+TRAIN_SEED = 1_000  # epoch e of a shapes model draws its images with seed TRAIN_SEED + e
+TEST_SEED = 999_999  # the shapes test set: never used in training
+SHAPES_PER_EPOCH = 6_000
+TEST_SIZE = 2_000
+
+
+def test_set(name: str):
+    """The held-out test set of a course model: ``(images, labels)`` it never saw in training."""
+    s = spec(name)
+    data = shapes(TEST_SIZE, seed=TEST_SEED) if s.data == "shapes" else digits("test")
+    return data.images, data.labels
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
+    """Accuracy of ``model`` (put in eval mode) on ``images``, batched."""
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0
+    for i in range(0, len(labels), batch_size):
+        logits = model(images[i:i + batch_size].to(device))
+        correct += (logits.argmax(1).cpu() == labels[i:i + batch_size]).sum().item()
+    return correct / len(labels)
+
+
+def _epoch_data(s, epoch: int, gen: torch.Generator):
+    if s.data == "shapes":
+        d = shapes(SHAPES_PER_EPOCH, seed=TRAIN_SEED + epoch)
+        return d.images, d.labels
+    d = digits("train")
+    # augmentation: shift each digit by up to one pixel
+    shift = torch.randint(-1, 2, (2,), generator=gen).tolist()
+    return torch.roll(d.images, shifts=shift, dims=(2, 3)), d.labels
+
+
+def train_model(name: str, epochs: int | None = None, seed: int = 0, batch_size: int = 64,
+                device: str = "cpu", verbose: bool = True) -> tuple[torch.nn.Module, dict]:
+    """Train the course model ``name`` from scratch; returns ``(model in eval mode, report)``.
+
+    The report holds the test accuracy (on data never seen in training), the seeds and the time taken.
+    """
+    s = spec(name)
+    epochs = s.epochs if epochs is None else epochs
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = s.build().to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=s.lr, total_steps=epochs * -(-_epoch_data(s, 0, gen)[1].numel() // batch_size))
+    start = time.time()
+    for epoch in range(epochs):
+        images, labels = _epoch_data(s, epoch, gen)
+        model.train()
+        order = torch.randperm(len(labels), generator=gen)
+        total = 0.0
+        for i in range(0, len(labels), batch_size):
+            idx = order[i:i + batch_size]
+            loss = F.cross_entropy(model(images[idx].to(device)), labels[idx].to(device))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total += loss.item() * len(idx)
+        if verbose:
+            print(f"{name} epoch {epoch + 1}/{epochs}: loss {total / len(labels):.4f} "
+                  f"({time.time() - start:.0f} s)", flush=True)
+    model.eval()
+    accuracy = evaluate(model, *test_set(name))
+    report = {
+        "model": name, "test_accuracy": round(accuracy, 4), "epochs": epochs, "seed": seed,
+        "batch_size": batch_size, "train_seconds": round(time.time() - start, 1),
+        "torch": torch.__version__, "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+    }
+    if verbose:
+        print(f"{name}: test accuracy {accuracy:.4f}", flush=True)
+    return model.cpu(), report
+
+
+def _card(s, report: dict, n_params: int) -> str:
+    if s.data == "shapes":
+        data = (f"`xai_course.data.shapes`: {SHAPES_PER_EPOCH} fresh images per epoch, drawn with seed "
+                f"{TRAIN_SEED} + epoch; 64x64 RGB in [0, 1], classes {', '.join(s.classes)}.")
+        test = f"{TEST_SIZE} images of `shapes(seed={TEST_SEED})`, a seed never used in training"
+    else:
+        data = ("`xai_course.data.digits('train')`: scikit-learn's handwritten digits (two thirds), "
+                "resampled to 16x16 in [0, 1], shifted by up to one pixel each epoch.")
+        test = "`xai_course.data.digits('test')`, the held-out third, never used in training"
+    return f"""# Model card: `{s.name}`
+
+- **Architecture**: {s.description} ({n_params:,} parameters).
+- **Input**: a batch `(N, {', '.join(map(str, s.input_shape))})` of images in [0, 1], no normalisation.
+- **Output**: logits `(N, {len(s.classes)})` for the classes {', '.join(s.classes)}.
+- **Training data**: {data}
+- **Training**: AdamW (max lr {s.lr}, weight decay 1e-4, one-cycle schedule), batch {report['batch_size']},
+  {report['epochs']} epochs, seed {report['seed']}; {report['train_seconds']} s on {report['machine']}
+  with torch {report['torch']}.
+- **Test accuracy**: {100 * report['test_accuracy']:.2f}% on {test}.
+- **Reproduce**: `python -m xai_course.models.train {s.name}`.
+- **Intended use**: teaching attribution methods; the shapes come with ground-truth object masks, so
+  an explanation can be checked against where the object really is. Not for any real-world decision.
+"""
+
+
+def save(name: str, model: torch.nn.Module, report: dict, out: Path = WEIGHTS_DIR) -> Path:
+    """Write ``NAME.pt``, ``NAME.md`` (the model card) and the checksum into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.pt"
+    torch.save(model.state_dict(), path)
+    n_params = sum(p.numel() for p in model.parameters())
+    (out / f"{name}.md").write_text(_card(spec(name), report, n_params))
+    checksums_file = out / CHECKSUMS.name
+    checksums = json.loads(checksums_file.read_text()) if checksums_file.exists() else {}
+    checksums[name] = sha256(path)
+    checksums_file.write_text(json.dumps(dict(sorted(checksums.items())), indent=2) + "\n")
+    return path
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Train the course models and write their weights and model cards.")
+    parser.add_argument("name", choices=sorted(MODELS) + ["all"])
+    parser.add_argument("--epochs", type=int, default=None, help="default: the model's own")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="where to write (default: the package)")
+    args = parser.parse_args(argv)
+    for name in sorted(MODELS) if args.name == "all" else [args.name]:
+        model, report = train_model(name, epochs=args.epochs, seed=args.seed, device=args.device)
+        print(f"wrote {save(name, model, report, args.out)}")
+
+
+if __name__ == "__main__":
+    main()
