@@ -7,7 +7,7 @@
 """
 from .architectures import BasicBlock, DigitsCNN, DigitsMLP, ResNet, VGGNet
 from .toys import Circle, Saturating
-from .pretrained import PRETRAINED, Normalized, PretrainedUnavailable, imagenet_classes, pretrained
+from .imagenet import PRETRAINED, Normalized, PretrainedUnavailable, imagenet_classes, pretrained
 from .zoo import MODELS, ModelSpec, load, spec
 
 

@@ -1,6 +1,8 @@
 """torchvision's ImageNet models, for the "in the wild" sections (Colab, or wherever weights are reachable)."""
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import torch
@@ -54,8 +56,9 @@ def pretrained(name: str = "resnet18", weights_path: str | Path | None = None,
         model = torchvision.models.get_model(name, weights=None)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     else:
-        try:
-            model = torchvision.models.get_model(name, weights="DEFAULT")
+        try:  # torch.hub prints "Downloading: ..." and a progress bar to stderr: keep the pages clean
+            with contextlib.redirect_stderr(io.StringIO()):
+                model = torchvision.models.get_model(name, weights="DEFAULT")
         except Exception as error:  # URLError, socket errors, HTTP errors, partial downloads...
             raise PretrainedUnavailable(
                 f"could not get the pretrained ImageNet weights of {name!r} ({type(error).__name__}: "

@@ -1,0 +1,88 @@
+"""Shared fixtures: the four test architectures of the GUIDE, each with a batch of inputs."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from xai_course import models
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+class TwiceReLUNet(nn.Module):
+    """ResNet-style: BatchNorm (eval), a skip connection, in-place ReLUs and one ReLU module used twice."""
+
+    def __init__(self, classes: int = 4):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc = nn.Linear(32, classes)
+
+    def forward(self, x):
+        h = self.relu(self.bn1(self.conv1(x)))
+        h = self.relu(self.bn2(self.conv2(h)) + h)  # the same ReLU module, a second time
+        return self.fc(torch.flatten(self.pool(h), 1))
+
+
+def _randomise_batchnorm(model: nn.Module, seed: int) -> nn.Module:
+    """Give BatchNorm layers non-trivial running statistics and affine parameters."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+    return model
+
+
+def make_architecture(name: str, seed: int = 0):
+    """(model in eval mode, inputs, targets) for one of the test architectures."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    if name == "mlp":
+        model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3))
+        x = torch.randn(5, 10, generator=gen)
+    elif name == "course_cnn":
+        model = models.load("shapes_cnn")
+        x = models_data_batch(seed)
+    elif name == "resnet_style":
+        model = _randomise_batchnorm(TwiceReLUNet(), seed)
+        x = torch.rand(4, 3, 16, 16, generator=gen)
+    elif name == "course_resnet":
+        model = models.load("shapes_resnet")
+        x = models_data_batch(seed)
+    elif name == "torchvision_resnet18":
+        import torchvision
+
+        model = _randomise_batchnorm(torchvision.models.resnet18(weights=None, num_classes=10), seed)
+        x = torch.rand(2, 3, 64, 64, generator=gen)
+    else:
+        raise KeyError(name)
+    model.eval()
+    with torch.no_grad():
+        classes = model(x).shape[1]
+    target = torch.randint(0, classes, (x.shape[0],), generator=gen)
+    return model, x, target
+
+
+def models_data_batch(seed: int, n: int = 4) -> torch.Tensor:
+    from xai_course.data import shapes
+
+    return shapes(n, seed=10_000 + seed).images
+
+
+ARCHITECTURES = ["mlp", "course_cnn", "resnet_style", "course_resnet", "torchvision_resnet18"]
+
+
+@pytest.fixture(params=ARCHITECTURES)
+def architecture(request):
+    return make_architecture(request.param)
