@@ -162,6 +162,38 @@ def test_inputs_that_require_grad_are_left_alone():
     assert a.grad_fn is None
 
 
+class DoublesItsInputInPlace(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 2)
+
+    def forward(self, x):
+        x.mul_(2)
+        return self.linear(x)
+
+
+def test_a_model_that_modifies_its_input_in_place():
+    model, x = DoublesItsInputInPlace().eval(), torch.randn(4, 3)
+    before = inputs_snapshot(x)
+    torch.testing.assert_close(saliency(model, x, 1, abs=False), 2 * model.linear.weight[1].detach().expand(4, 3))
+    assert_inputs_unchanged(before, x)
+
+
+class FunctionalReLUNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(6, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+def test_functional_relu_matches_captum():
+    torch.manual_seed(3)
+    model, x = FunctionalReLUNet().eval(), torch.randn(5, 6)
+    torch.testing.assert_close(saliency(model, x, 2, abs=False), Saliency(model).attribute(x, target=2, abs=False))
+
+
 def test_parameters_that_did_not_require_grad_stay_so():
     model, x, target = make_architecture("mlp")
     model[0].weight.requires_grad_(False)

@@ -140,6 +140,7 @@ def gradient_of_target(model: nn.Module, inputs: torch.Tensor, target: torch.Ten
     Expects checked arguments and a prepared model (see :func:`explaining`). The examples are
     independent, so the gradient of the sum of the picked logits is each example's own gradient.
     """
-    x = inputs.detach().clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(target_logits(model, x, target).sum(), x)
+    x = inputs.detach().requires_grad_(True)
+    # the model sees a copy: one that modifies its input in place leaves ``inputs`` and the leaf intact
+    (grad,) = torch.autograd.grad(target_logits(model, x.clone(), target).sum(), x)
     return grad
