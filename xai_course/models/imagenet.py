@@ -56,8 +56,8 @@ def pretrained(name: str = "resnet18", weights_path: str | Path | None = None,
         model = torchvision.models.get_model(name, weights=None)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     else:
-        try:  # torch.hub prints "Downloading: ..." and a progress bar to stderr: keep the pages clean
-            with contextlib.redirect_stderr(io.StringIO()):
+        try:  # torch.hub prints "Downloading: ..." and a progress bar: keep the pages clean
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 model = torchvision.models.get_model(name, weights="DEFAULT")
         except Exception as error:  # URLError, socket errors, HTTP errors, partial downloads...
             raise PretrainedUnavailable(
