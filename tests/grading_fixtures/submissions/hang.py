@@ -1,0 +1,12 @@
+"""Crafted submission: `gradient` hang; `times_input` is correct."""
+import torch
+
+def gradient(model, inputs, target):
+    while True:
+        pass
+
+
+def times_input(model, inputs, target):
+    x = inputs.detach().clone().requires_grad_(True)
+    out = model(x).gather(1, torch.as_tensor(target).reshape(-1, 1)).sum()
+    return inputs * torch.autograd.grad(out, x)[0]

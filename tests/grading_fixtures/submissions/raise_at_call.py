@@ -1,0 +1,11 @@
+"""Crafted submission: `gradient` raise at call; `times_input` is correct."""
+import torch
+
+def gradient(model, inputs, target):
+    raise ValueError('I do not know how yet')
+
+
+def times_input(model, inputs, target):
+    x = inputs.detach().clone().requires_grad_(True)
+    out = model(x).gather(1, torch.as_tensor(target).reshape(-1, 1)).sum()
+    return inputs * torch.autograd.grad(out, x)[0]

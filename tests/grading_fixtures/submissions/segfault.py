@@ -1,0 +1,15 @@
+"""Crafted submission: `gradient` segfault; `times_input` is correct."""
+import ctypes
+import torch
+
+def gradient(model, inputs, target):
+    ctypes.string_at(0)
+    x = inputs.detach().clone().requires_grad_(True)
+    g = torch.autograd.grad(model(x).gather(1, torch.as_tensor(target).reshape(-1, 1)).sum(), x)[0]
+    return g
+
+
+def times_input(model, inputs, target):
+    x = inputs.detach().clone().requires_grad_(True)
+    out = model(x).gather(1, torch.as_tensor(target).reshape(-1, 1)).sum()
+    return inputs * torch.autograd.grad(out, x)[0]
