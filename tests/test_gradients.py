@@ -93,10 +93,13 @@ def test_input_x_gradient_matches_captum(arch):
     torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("target_form", ["int", "list", "tensor", "tensor0d"])
+@pytest.mark.parametrize("target_form", ["int", "list", "tensor", "tensor0d", "numpy", "numpy_int"])
 def test_target_forms_agree(target_form):
+    import numpy as np
+
     model, x, _ = make_architecture("mlp")
-    target = {"int": 2, "list": [2] * len(x), "tensor": torch.full((len(x),), 2), "tensor0d": torch.tensor(2)}
+    target = {"int": 2, "list": [2] * len(x), "tensor": torch.full((len(x),), 2), "tensor0d": torch.tensor(2),
+              "numpy": np.full(len(x), 2), "numpy_int": np.int64(2)}
     expected = Saliency(model).attribute(x, target=2, abs=False)
     torch.testing.assert_close(saliency(model, x, target[target_form], abs=False), expected)
 

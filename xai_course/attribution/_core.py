@@ -64,6 +64,8 @@ def check_target(target: Target, n: int) -> torch.Tensor:
     """An int, a sequence of N ints or an integer tensor of shape () or (N,), as a LongTensor (N,)."""
     if isinstance(target, bool) or target is None:
         raise TypeError(f"target must be an int, a sequence of N ints or a LongTensor, got {target!r}")
+    if type(target).__module__ == "numpy" and hasattr(target, "shape"):  # numpy scalars and arrays
+        target = torch.as_tensor(target)
     if isinstance(target, Integral):
         target = torch.full((n,), int(target), dtype=torch.long)
     elif isinstance(target, torch.Tensor):
