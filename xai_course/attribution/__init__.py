@@ -1,10 +1,33 @@
 """Attribution methods, written from scratch: ``method(model, inputs, target, **options) -> Tensor``.
 
 ``inputs`` is a batch ``(N, C, H, W)`` (or ``(N, D)``); ``target`` an int, a sequence or a LongTensor of
-N class indices; the result has the shape of ``inputs``. :data:`METHODS` maps each method's name to its
-function, so labs can loop over methods by name.
+N class indices; the result has the shape of ``inputs`` (Grad-CAM and FullGrad: ``(N, 1, H, W)``).
+:data:`METHODS` maps each method's name to its function, so labs can loop over methods by name.
+
+| method | module | chapter |
+|---|---|---|
+| saliency, input_x_gradient | gradients | 1, 2 |
+| deeplift, deepshap | deeplift (on the engine in rules) | 3 |
+| integrated_gradients, gradient_shap | integrated_gradients | 4 |
+| smoothgrad | smoothgrad | 5 |
+| guided_backprop | guided_backprop (on the engine in rules) | 13 |
+| grad_cam, guided_grad_cam | grad_cam | 13 |
+| full_gradients, fullgrad | fullgrad | 13 |
+| random_attribution | random_attribution | 13, labs |
 """
 from ._core import METHODS, explaining, gradient_of_target, register
+from .baselines import make_baseline
+from .deeplift import deeplift, deepshap
+from .fullgrad import full_gradients, fullgrad
+from .grad_cam import grad_cam, guided_grad_cam
 from .gradients import input_x_gradient, saliency
+from .guided_backprop import guided_backprop
+from .integrated_gradients import gradient_shap, integrated_gradients
+from .random_attribution import random_attribution
+from .rules import Rule, backward_rules
+from .smoothgrad import smoothgrad
 
-__all__ = ["METHODS", "register", "explaining", "gradient_of_target", "saliency", "input_x_gradient"]
+__all__ = ["METHODS", "register", "explaining", "gradient_of_target", "make_baseline", "Rule", "backward_rules",
+           "saliency", "input_x_gradient", "deeplift", "deepshap", "integrated_gradients", "gradient_shap",
+           "smoothgrad", "guided_backprop", "grad_cam", "guided_grad_cam", "full_gradients", "fullgrad",
+           "random_attribution"]

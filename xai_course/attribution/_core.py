@@ -146,3 +146,42 @@ def gradient_of_target(model: nn.Module, inputs: torch.Tensor, target: torch.Ten
     # the model sees a copy: one that modifies its input in place leaves ``inputs`` and the leaf intact
     (grad,) = torch.autograd.grad(target_logits(model, x.clone(), target).sum(), x)
     return grad
+
+
+def resolve_layer(model: nn.Module, layer) -> nn.Module:
+    """A layer of ``model`` given as the module itself or its dotted name (``"features.8"``, ``"layer4"``)."""
+    if isinstance(layer, str):
+        try:
+            return model.get_submodule(layer)
+        except AttributeError:
+            names = [n for n, _ in model.named_modules() if n]
+            raise ValueError(f"layer {layer!r} is not in the model; its layers are named "
+                             f"{', '.join(names[:12])}{', ...' if len(names) > 12 else ''}") from None
+    if isinstance(layer, nn.Module):
+        if not any(m is layer for m in model.modules()):
+            raise ValueError(f"layer {type(layer).__name__} is not a module of the model")
+        return layer
+    raise TypeError(f"layer must be a module of the model or its dotted name, got {type(layer).__name__}")
+
+
+@contextlib.contextmanager
+def layer_outputs(layers):
+    """Record the output of each of ``layers`` during the forward passes inside the block.
+
+    Yields a dict {layer: [outputs, one per call]}. The model continues with a copy of each output, so
+    the recorded tensor is the layer's own output even when an in-place operation (an in-place ReLU)
+    follows: the gradient with respect to it is the gradient with respect to the layer's output.
+    The hooks are removed on leaving the block, whatever happens.
+    """
+    recorded = {layer: [] for layer in layers}
+
+    def record(module, args, output):
+        recorded[module].append(output)
+        return output.clone()
+
+    handles = [layer.register_forward_hook(record) for layer in recorded]
+    try:
+        yield recorded
+    finally:
+        for handle in handles:
+            handle.remove()
