@@ -46,10 +46,93 @@ def _captum(cls, **kwargs):
     return run
 
 
+def _layer(model):
+    """The layer Grad-CAM looks at: the last convolutional block."""
+    return "layer4" if hasattr(model, "layer4") else "features.8"
+
+
+def _baselines(x, k=4):
+    return torch.rand((k, *x.shape[1:]), generator=torch.Generator().manual_seed(1))
+
+
+_TWINS = {}
+
+
+def _twin(model, x):
+    """Captum's DeepLift needs each ReLU module used once and no ReLU feeding a MaxPool directly; the twin
+    computes the same function with that structure (see tests/reference_twins.py). Built once per model."""
+    if id(model) not in _TWINS:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from reference_twins import captum_twin
+
+        _TWINS[id(model)] = captum_twin(model, x)
+    return _TWINS[id(model)]
+
+
+def _captum_on_twin(cls, baselines=None, **kwargs):
+    def run(model, x, target):
+        import captum.attr
+
+        b = torch.zeros_like(x) if baselines is None else baselines(x)
+        return getattr(captum.attr, cls)(_twin(model, x)).attribute(x, target=target, baselines=b, **kwargs)
+
+    return run
+
+
+def _captum_layer(cls, **kwargs):
+    def run(model, x, target):
+        import captum.attr
+
+        return getattr(captum.attr, cls)(model, model.get_submodule(_layer(model))).attribute(x, target=target, **kwargs)
+
+    return run
+
+
+def _captum_smoothgrad(model, x, target):
+    import captum.attr
+
+    return captum.attr.NoiseTunnel(captum.attr.Saliency(model)).attribute(
+        x, target=target, nt_type="smoothgrad", nt_samples=SAMPLES, stdevs=0.15)
+
+
+def _gradcam_fullgrad(model, x, target):
+    import contextlib
+    import io
+
+    from pytorch_grad_cam import FullGrad
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    with contextlib.redirect_stdout(io.StringIO()):   # it prints that FullGrad ignores target_layers
+        cam = FullGrad(model=model, target_layers=[])
+    with cam:
+        return cam(input_tensor=x, targets=[ClassifierOutputTarget(int(k)) for k in target])
+
+
+STEPS, SAMPLES = 50, 10
 ROWS = [
     Row("saliency", "captum Saliency", lambda m, x, t: attribution.saliency(m, x, t), _captum("Saliency", abs=True)),
     Row("input_x_gradient", "captum InputXGradient", lambda m, x, t: attribution.input_x_gradient(m, x, t),
         _captum("InputXGradient")),
+    Row("integrated_gradients", "captum IntegratedGradients",
+        lambda m, x, t: attribution.integrated_gradients(m, x, t, steps=STEPS, method="gausslegendre"),
+        _captum("IntegratedGradients", n_steps=STEPS, method="gausslegendre"), points=STEPS),
+    Row("smoothgrad", "captum NoiseTunnel", lambda m, x, t: attribution.smoothgrad(m, x, t, samples=SAMPLES, noise=0.15),
+        _captum_smoothgrad, points=SAMPLES),
+    Row("deeplift", "captum DeepLift", lambda m, x, t: attribution.deeplift(m, x, t), _captum_on_twin("DeepLift"),
+        points=2),
+    Row("deepshap", "captum DeepLiftShap", lambda m, x, t: attribution.deepshap(m, x, t, _baselines(x)),
+        _captum_on_twin("DeepLiftShap", baselines=_baselines), points=8),
+    Row("gradient_shap", "captum GradientShap",
+        lambda m, x, t: attribution.gradient_shap(m, x, t, _baselines(x), samples=5),
+        lambda m, x, t: __import__("captum.attr").attr.GradientShap(m).attribute(
+            x, target=t, baselines=_baselines(x), n_samples=5), points=5),
+    Row("guided_backprop", "captum GuidedBackprop", lambda m, x, t: attribution.guided_backprop(m, x, t),
+        _captum("GuidedBackprop")),
+    Row("grad_cam", "captum LayerGradCam", lambda m, x, t: attribution.grad_cam(m, x, t, _layer(m), upsample=False),
+        _captum_layer("LayerGradCam", relu_attributions=True)),
+    Row("guided_grad_cam", "captum GuidedGradCam", lambda m, x, t: attribution.guided_grad_cam(m, x, t, _layer(m)),
+        _captum_layer("GuidedGradCam", interpolate_mode="bilinear"), points=2),
+    Row("fullgrad", "pytorch-grad-cam FullGrad", lambda m, x, t: attribution.fullgrad(m, x, t), _gradcam_fullgrad),
 ]
 
 
@@ -83,25 +166,60 @@ def bench_models():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--methods", nargs="*", help="only these rows (default: all)")
+    parser.add_argument("--models", nargs="*", help="only these models (default: all)")
+    parser.add_argument("--memory", action="store_true", help="only the IG memory table")
     args = parser.parse_args(argv)
+    if args.memory:
+        return memory_table()
     repeats = 5 if args.quick else 21
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 8, median of {repeats} or more")
     header = f"{'method':<20} {'reference':<24} {'model':<11} {'ours ms':>9} {'ref ms':>9} {'ours/ref':>9} {'ours/floor':>11}"
     print(header)
     print("-" * len(header))
     for model_name, (model, x, classes) in bench_models().items():
+        if args.models and model_name not in args.models:
+            continue
         target = torch.arange(len(x)) % classes
         for row in ROWS:
+            if args.methods and row.method not in args.methods:
+                continue
             start = time.perf_counter()
             for f in (row.ours, row.theirs):  # warm up
                 f(model, x, target)
-            # fast rows get more repeats (about 2 s of ours + theirs), so their medians are as steady
-            n = repeats if args.quick else max(repeats, min(301, int(4.0 / (time.perf_counter() - start))))
+            # fast rows get more repeats (about 4 s of ours + theirs), so their medians are as steady;
+            # slow rows (IG on resnet18 takes ~15 s a call) get 5
+            warm = time.perf_counter() - start
+            n = repeats if args.quick else max(5 if warm > 2 else repeats, min(301, int(4.0 / warm)))
             ours, theirs, base = median_times(
                 [lambda: row.ours(model, x, target), lambda: row.theirs(model, x, target),
                  lambda: floor(model, x, target, row.points)], n)
             print(f"{row.method:<20} {row.reference:<24} {model_name:<11} {1e3 * ours:>9.2f} {1e3 * theirs:>9.2f} "
                   f"{ours / theirs:>9.3f} {ours / base:>11.3f}", flush=True)
+
+
+MEMORY_PROBE = """
+import resource, sys, torch, torchvision
+from xai_course.attribution import integrated_gradients
+torch.manual_seed(0)
+model = torchvision.models.resnet18(weights=None).eval()
+x, batch_size = torch.rand(8, 3, 224, 224), (None if sys.argv[1] == "None" else int(sys.argv[1]))
+integrated_gradients(model, x[:1], 0, steps=2)                     # warm up: allocator and kernels
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+integrated_gradients(model, x, torch.arange(8), steps=50, batch_size=batch_size)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+
+
+def memory_table():
+    """Peak memory of IG (resnet18, 8 images, 50 steps) against batch_size, each in a fresh process."""
+    import subprocess
+
+    print("\nIG memory on resnet18, 8 images x 50 steps = 400 path points: growth of peak RSS during the call")
+    for batch_size in (None, 200, 40, 8):
+        out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(batch_size)], capture_output=True, text=True,
+                             check=True, cwd=Path(__file__).resolve().parents[1])
+        print(f"  batch_size={str(batch_size):>4}: {float(out.stdout.split()[-1]):8.0f} MB", flush=True)
 
 
 if __name__ == "__main__":

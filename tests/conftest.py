@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from xai_course import models
@@ -86,3 +87,41 @@ ARCHITECTURES = ["mlp", "course_cnn", "resnet_style", "course_resnet", "torchvis
 @pytest.fixture(params=ARCHITECTURES)
 def architecture(request):
     return make_architecture(request.param)
+
+
+# ---- two small extra architectures (smooth; functional ReLU and max-pooling) and one maker for all
+class SigmoidNet(nn.Module):
+    """A smooth MLP (sigmoids): nothing piecewise-linear for the quadratures to exploit."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.act, self.b = nn.Linear(6, 8), nn.Sigmoid(), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.b(self.act(self.a(x)))
+
+
+class FunctionalConvNet(nn.Module):
+    """Functional ReLU and max-pooling (no modules to hook), as a student would write it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.max_pool2d(F.relu(self.conv(x)), 2), 1))
+
+
+def make(name: str, seed: int = 0, n: int = 2):
+    """(model, inputs, target) for any architecture of ALL_ARCHITECTURES, ``n`` examples at most
+    (two keep the 64x64 architectures fast)."""
+    if name in ARCHITECTURES:
+        model, x, target = make_architecture(name, seed)
+        return model, x[:n], target[:n]
+    torch.manual_seed(seed)
+    model = {"sigmoid_mlp": SigmoidNet, "functional_cnn": FunctionalConvNet}[name]().eval()
+    x = torch.randn(3, 6) if name == "sigmoid_mlp" else torch.rand(3, 3, 8, 8)
+    return model, x[:n], torch.tensor([0, 2, 1])[:n]
+
+
+ALL_ARCHITECTURES = ARCHITECTURES + ["sigmoid_mlp", "functional_cnn"]

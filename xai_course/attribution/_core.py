@@ -12,6 +12,8 @@ The helpers here make that contract hold in one place:
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import warnings
 from numbers import Integral
 from typing import Callable, Dict, Sequence, Union
@@ -109,6 +111,16 @@ def target_logits(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor) 
     return out.gather(1, target[:, None]).squeeze(1)
 
 
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside this package and contextlib: the user's call."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (os.path.abspath(frame.f_code.co_filename).startswith(here)
+                                 or frame.f_code.co_filename == contextlib.__file__):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 @contextlib.contextmanager
 def explaining(model: nn.Module):
     """Prepare ``model`` to be explained and restore it afterwards, whatever happens inside.
@@ -124,7 +136,7 @@ def explaining(model: nn.Module):
     if training:
         warnings.warn("model is in train mode: explaining it as the eval-mode model it would be deployed as "
                       "(call model.eval() first to silence this); its mode is restored afterwards",
-                      stacklevel=4)
+                      stacklevel=_caller_level())
     try:
         if training:
             model.eval()

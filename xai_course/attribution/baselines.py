@@ -13,6 +13,7 @@ IG, DeepLIFT and their SHAP variants explain f(x) - f(x') for a baseline x' mean
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Union
 
 import torch
@@ -42,6 +43,8 @@ def make_baseline(inputs: torch.Tensor, baseline: Baseline = None, seed: Optiona
     if baseline is None or (isinstance(baseline, str) and baseline == "zeros"):
         return torch.zeros_like(inputs)
     if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+        if not math.isfinite(baseline):
+            raise ValueError(f"{name} must be finite, got {baseline!r}")
         return torch.full_like(inputs, float(baseline))
     if isinstance(baseline, str):
         if baseline == "black":

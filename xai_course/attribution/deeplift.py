@@ -44,29 +44,38 @@ class Rescale(Rule):
     """m = Δy/Δx for an elementwise nonlinearity, the gradient where |Δx| < EPS."""
 
     def backward(self, x, y, grad_y, f):
-        dx = _twice(torch.sub(*_halves(x)))
-        dy = _twice(torch.sub(*_halves(y)))
+        (x1, x0), (y1, y0) = _halves(x), _halves(y)
+        dx = x1 - x0
         small = dx.abs() < EPS
-        return torch.where(small, vjp(f, x, grad_y), grad_y * dy / torch.where(small, 1.0, dx))
+        m = (y1 - y0) / torch.where(small, 1.0, dx)                  # Δy/Δx, the same for both halves
+        grad_x = grad_y.view(2, *dx.shape) * m
+        if small.any():
+            grad_x = torch.where(small, vjp(f, x, grad_y).view_as(grad_x), grad_x)
+        return grad_x.view_as(grad_y)
 
 
 class RescaleMaxPool(Rule):
     """Max-pooling: the output difference goes back to the maxima of x and of x', summing to Δy."""
 
     def backward(self, x, y, grad_y, f):
-        dx = _twice(torch.sub(*_halves(x)))
-        y_x, y_ref = _halves(y)
-        top = torch.max(y_x, y_ref)
-        g_x, g_ref = _halves(grad_y)
+        (x1, x0), (y1, y0) = _halves(x), _halves(y)
+        dx = x1 - x0
+        small = dx.abs() < EPS
+        top = torch.max(y1, y0)
+        # the multipliers m are the x half's signal; the reference half's may differ where Δ = 0 (the
+        # gradient fallback routes it to x''s maxima) and must not leak into x's multipliers
+        m, _ = _halves(grad_y)
         with torch.enable_grad():
             xx = x.detach().requires_grad_(True)
             yy = f(xx)
-            # each half's signal is routed to that half's own maxima: (top - y') at x's, (y - top) at x''s
-            (spread,) = torch.autograd.grad(yy, xx, torch.cat([g_x * (top - y_ref), g_ref * (y_x - top)]),
+            # m·Δy = m·(top - y') + m·(y - top): the first part goes to x's maxima, the second to x''s
+            (spread,) = torch.autograd.grad(yy, xx, torch.cat([m * (top - y0), m * (y1 - top)]),
                                             retain_graph=True)
-            (ordinary,) = torch.autograd.grad(yy, xx, grad_y)
-        small = dx.abs() < EPS
-        return torch.where(small, ordinary, _twice(sum(_halves(spread))) / torch.where(small, 1.0, dx))
+            grad_x = (spread.view(2, *dx.shape).sum(0) / torch.where(small, 1.0, dx)).expand(2, *dx.shape)
+            if small.any():
+                (ordinary,) = torch.autograd.grad(yy, xx, _twice(m))
+                grad_x = torch.where(small, ordinary.view_as(grad_x), grad_x)
+        return grad_x.reshape(x.shape)
 
 
 class _SplitLinear(torch.autograd.Function):
@@ -184,8 +193,10 @@ def deeplift(model: nn.Module, inputs: torch.Tensor, target: Target, baseline: B
     Σ_i C_i - (t(x) - t(x')), which is 0 up to rounding for networks of linear layers, the supported
     nonlinearities and max-pooling.
     """
-    if rule not in RULES:
+    if not isinstance(rule, str) or rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(map(repr, RULES))}, got {rule!r}")
+    if not isinstance(return_delta, bool):
+        raise TypeError(f"return_delta must be True or False, got {return_delta!r}")
     model, inputs, target = check_call(model, inputs, target)
     reference = make_baseline(inputs, baseline)
     attributions, t_x, t_ref = _deeplift(model, inputs, reference, target, rule)
@@ -204,7 +215,9 @@ def deepshap(model: nn.Module, inputs: torch.Tensor, target: Target, baselines: 
     if not isinstance(baselines, torch.Tensor) or baselines.ndim != inputs.ndim or baselines.shape[1:] != inputs.shape[1:]:
         got = tuple(baselines.shape) if isinstance(baselines, torch.Tensor) else type(baselines).__name__
         raise ValueError(f"baselines must be a tensor (B, {', '.join(map(str, inputs.shape[1:]))}) of references, got {got}")
-    references = make_baseline(baselines, baselines, name="baselines")
+    if baselines.shape[0] == 0:
+        raise ValueError("baselines must hold at least one reference, got an empty batch")
+    references = make_baseline(baselines, baselines, name="baselines").to(inputs.dtype)
     n, b = inputs.shape[0], references.shape[0]
     pairs = inputs.detach().repeat_interleave(b, dim=0)            # x_1 b times, x_2 b times, ...
     attributions, _, _ = _deeplift(model, pairs, references.repeat(n, *[1] * (inputs.ndim - 1)),

@@ -76,27 +76,35 @@ def full_gradients(model: nn.Module, inputs: torch.Tensor, target: Target
     return input_term, bias_terms
 
 
-def _psi(maps: torch.Tensor, size) -> torch.Tensor:
-    """ψ of each map (M, h, w): |.| rescaled to [0, 1] per map, then bilinearly resized to ``size``."""
+def _rescale(maps: torch.Tensor) -> torch.Tensor:
+    """|.| of each map (M, ...) rescaled to [0, 1]: (m - min) / (max - min + 1e-7)."""
     m = maps.abs().flatten(1)
     m = m - m.min(1, keepdim=True).values
-    m = (m / (m.max(1, keepdim=True).values + 1e-7)).view(maps.shape)
-    if m.shape[-2:] != tuple(size):
-        m = F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-    return m
+    return (m / (m.max(1, keepdim=True).values + 1e-7)).view(maps.shape)
+
+
+def _psi_channels(term: torch.Tensor, size) -> torch.Tensor:
+    """Σ_c ψ(term_c) for a term (N, C, h, w): (N, H, W).
+
+    Bilinear resizing is linear, so summing the rescaled channels first and resizing once gives the same
+    map as resizing every channel, at a fraction of the cost.
+    """
+    total = _rescale(term.flatten(0, 1)).view(term.shape).sum(1, keepdim=True)
+    if total.shape[-2:] != tuple(size):
+        total = F.interpolate(total, size=size, mode="bilinear", align_corners=False)
+    return total[:, 0]
 
 
 @register("fullgrad")
 def fullgrad(model: nn.Module, inputs: torch.Tensor, target: Target) -> torch.Tensor:
     """The FullGrad saliency map (N, 1, H, W) in [0, 1] (see the module doc for ψ)."""
-    if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4:
-        raise ValueError(f"inputs must be images (N, C, H, W) for fullgrad, got "
-                         f"{tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__}")
+    if isinstance(inputs, torch.Tensor) and inputs.ndim != 4:  # other types: full_gradients' TypeError
+        raise ValueError(f"inputs must be images (N, C, H, W) for fullgrad, got shape {tuple(inputs.shape)}")
     input_term, bias_terms = full_gradients(model, inputs, target)
     layers = dict(model.named_modules())
     size = inputs.shape[-2:]
-    total = _psi(input_term.flatten(0, 1), size).view(input_term.shape).sum(1)
+    total = _psi_channels(input_term, size)
     for name, term in bias_terms.items():
         if isinstance(layers[name], _SPATIAL):
-            total = total + _psi(term.flatten(0, 1), size).view(*term.shape[:2], *size).sum(1)
-    return _psi(total, size)[:, None]
+            total = total + _psi_channels(term, size)
+    return _rescale(total)[:, None]

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._core import Target, check_call, explaining, layer_outputs, register, resolve_layer, target_logits
+from ._core import Target, check_call, check_model, explaining, layer_outputs, register, resolve_layer, target_logits
 from .guided_backprop import guided_backprop
 
 
@@ -26,15 +26,20 @@ def grad_cam(model: nn.Module, inputs: torch.Tensor, target: Target, layer, relu
     ``relu``: keep only the positive evidence (the paper; Captum's ``relu_attributions``).
     ``upsample``: bilinear to the input size; ``False`` returns the layer-resolution map (N, 1, h, w).
     """
+    for name, flag in (("relu", relu), ("upsample", upsample)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
     model, inputs, target = check_call(model, inputs, target)
     module = resolve_layer(model, layer)
     with explaining(model), layer_outputs([module]) as recorded:
-        logits = target_logits(model, inputs.detach(), target)
+        # inputs that require grad: a layer without parameters of its own right at the input has a gradient too
+        logits = target_logits(model, inputs.detach().requires_grad_(True), target)
         if len(recorded[module]) != 1:
             raise ValueError(f"layer must run exactly once per forward pass, it ran {len(recorded[module])} times")
         activations = recorded[module][0]
-        if activations.ndim != inputs.ndim:
-            raise ValueError(f"layer must output feature maps (N, K, h, w), it gives shape {tuple(activations.shape)}")
+        if not isinstance(activations, torch.Tensor) or activations.ndim < 3 or activations.ndim != inputs.ndim:
+            shape = tuple(activations.shape) if isinstance(activations, torch.Tensor) else type(activations).__name__
+            raise ValueError(f"layer must output feature maps (N, K, h, w), it gives {shape}")
         (grads,) = torch.autograd.grad(logits.sum(), activations)
     alpha = grads.mean(dim=tuple(range(2, grads.ndim)), keepdim=True)          # α_k^c
     cam = (alpha * activations.detach()).sum(1, keepdim=True)                  # Σ_k α_k^c A^k
@@ -49,4 +54,5 @@ def grad_cam(model: nn.Module, inputs: torch.Tensor, target: Target, layer, relu
 @register("guided_grad_cam")
 def guided_grad_cam(model: nn.Module, inputs: torch.Tensor, target: Target, layer) -> torch.Tensor:
     """Guided backprop × upsampled Grad-CAM of ``layer`` (with ReLU): the shape of ``inputs``."""
-    return guided_backprop(model, inputs, target) * grad_cam(model, inputs, target, layer)
+    with explaining(check_model(model)):  # one train-mode warning, not one per part
+        return guided_backprop(model, inputs, target) * grad_cam(model, inputs, target, layer)

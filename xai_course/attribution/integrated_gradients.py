@@ -55,15 +55,17 @@ def path_gradients(model, inputs, baseline, target, alphas, weights, batch_size)
     n = inputs.shape[0]
     total = torch.zeros_like(inputs)
     difference = inputs - baseline
-    per_pass = max(1, (batch_size or len(alphas) * n) // n)                 # steps per forward pass
-    shape = (-1,) + (1,) * inputs.ndim
-    for start in range(0, len(alphas), per_pass):
-        a = alphas[start:start + per_pass].to(inputs).view(shape)
-        w = weights[start:start + per_pass].to(inputs).view(shape)
-        points = (baseline + a * difference).flatten(0, 1).requires_grad_(True)   # step-major (k, n)
-        logits = target_logits(model, points.clone(), target.repeat(len(a)))
+    alphas, weights = alphas.to(inputs), weights.to(inputs)
+    shape = (-1,) + (1,) * (inputs.ndim - 1)
+    total_points = len(alphas) * n                          # path point j = k n + i: step k of example i
+    chunk = batch_size or total_points
+    for start in range(0, total_points, chunk):
+        j = torch.arange(start, min(start + chunk, total_points), device=inputs.device)
+        k, i = j // n, j % n
+        points = (baseline[i] + alphas[k].view(shape) * difference[i]).requires_grad_(True)
+        logits = target_logits(model, points.clone(), target[i])
         (grads,) = torch.autograd.grad(logits.sum(), points)
-        total += (w * grads.view(len(a), *inputs.shape)).sum(0)
+        total.index_add_(0, i, weights[k].view(shape) * grads)
     return total
 
 
@@ -120,14 +122,16 @@ def gradient_shap(model: nn.Module, inputs: torch.Tensor, target: Target, baseli
     ``stdevs`` is the absolute σ). ``seed`` makes the draws reproducible.
     """
     model, inputs, target = check_call(model, inputs, target)
-    if not isinstance(baselines, torch.Tensor) or baselines.ndim != inputs.ndim or baselines.shape[1:] != inputs.shape[1:]:
-        got = tuple(baselines.shape) if isinstance(baselines, torch.Tensor) else type(baselines).__name__
-        raise ValueError(f"baselines must be a tensor (B, {', '.join(map(str, inputs.shape[1:]))}), got {got}")
+    expected = f"a tensor (B, {', '.join(map(str, inputs.shape[1:]))})"
+    if not isinstance(baselines, torch.Tensor):
+        raise TypeError(f"baselines must be {expected}, got {type(baselines).__name__}")
+    if baselines.ndim != inputs.ndim or baselines.shape[1:] != inputs.shape[1:] or len(baselines) == 0:
+        raise ValueError(f"baselines must be {expected} with B >= 1, got shape {tuple(baselines.shape)}")
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise ValueError(f"samples must be a positive int, got {samples!r}")
-    if not isinstance(noise, (int, float)) or noise < 0:
+    if not isinstance(noise, (int, float)) or isinstance(noise, bool) or noise < 0:
         raise ValueError(f"noise must be a number >= 0 (a fraction of each input's range), got {noise!r}")
-    references = make_baseline(baselines, baselines, name="baselines")
+    references = make_baseline(baselines, baselines, name="baselines").to(inputs.dtype)
     n, generator = inputs.shape[0], make_generator(seed, inputs.device)
     noisy = inputs.detach().unsqueeze(1) + range_noise(inputs, float(noise), samples, generator)
     picks = torch.randint(len(references), (n, samples), generator=generator, device=inputs.device)

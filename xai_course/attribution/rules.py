@@ -31,7 +31,6 @@ below. Rules that need more than one input (DeepLIFT's RevealCancel) override ``
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 from typing import Callable, Dict, Iterable, Mapping, NamedTuple, Optional
 
@@ -58,7 +57,9 @@ for _kind, _functions, _inplace_functions in [
     ("elu", (F.elu,), (F.elu_,)),
     ("leaky_relu", (F.leaky_relu,), (F.leaky_relu_,)),
     ("softplus", (F.softplus,), ()),
-    ("max_pool", (F.max_pool1d, F.max_pool2d, F.max_pool3d), ()),
+    # (return_indices=True dispatches to the *_with_indices spellings)
+    ("max_pool", (F.max_pool1d, F.max_pool2d, F.max_pool3d, F.max_pool1d_with_indices, F.max_pool2d_with_indices,
+                  F.max_pool3d_with_indices), ()),
     ("linear", (F.linear,), ()),
     ("conv", (F.conv1d, F.conv2d, F.conv3d), ()),
     # nonlinear operations no rule table of the course handles: methods that need every
@@ -66,12 +67,20 @@ for _kind, _functions, _inplace_functions in [
     ("gelu", (F.gelu,), ()), ("silu", (F.silu,), ()), ("softmax", (F.softmax, torch.softmax, Tensor.softmax), ()),
     ("log_softmax", (F.log_softmax, torch.log_softmax, Tensor.log_softmax), ()),
     ("hardtanh", (F.hardtanh, F.relu6), ()), ("mish", (F.mish,), ()), ("hardswish", (F.hardswish,), ()),
-    ("adaptive_max_pool", (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d), ()),
+    ("adaptive_max_pool", (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d,
+                           F.adaptive_max_pool1d_with_indices, F.adaptive_max_pool2d_with_indices,
+                           F.adaptive_max_pool3d_with_indices), ()),
+    ("selu", (F.selu,), (F.selu_,)), ("celu", (F.celu,), (F.celu_,)), ("rrelu", (F.rrelu,), (F.rrelu_,)),
+    ("threshold", (F.threshold,), (F.threshold_,)), ("prelu", (F.prelu,), ()), ("glu", (F.glu,), ()),
+    ("logsigmoid", (F.logsigmoid,), ()), ("hardsigmoid", (F.hardsigmoid,), ()), ("softsign", (F.softsign,), ()),
+    ("softmin", (F.softmin,), ()), ("tanhshrink", (F.tanhshrink,), ()), ("softshrink", (F.softshrink,), ()),
+    ("hardshrink", (F.hardshrink,), ()), ("lp_pool", (F.lp_pool1d, F.lp_pool2d), ()),
+    ("fractional_max_pool", (F.fractional_max_pool2d, F.fractional_max_pool3d, F.fractional_max_pool2d_with_indices,
+                             F.fractional_max_pool3d_with_indices), ()),
 ]:
     OPERATIONS.update({f: Op(_kind, False) for f in _functions})
     OPERATIONS.update({f: Op(_kind, True) for f in _inplace_functions})
-NONLINEAR = {"relu", "sigmoid", "tanh", "elu", "leaky_relu", "softplus", "max_pool", "gelu", "silu", "softmax",
-             "log_softmax", "hardtanh", "mish", "hardswish", "adaptive_max_pool"}
+NONLINEAR = {op.kind for op in OPERATIONS.values()} - {"linear", "conv"}
 
 
 def vjp(f: Callable[[Tensor], Tensor], x: Tensor, v: Tensor) -> Tensor:
@@ -100,16 +109,18 @@ class _Ruled(torch.autograd.Function):
         y = f(x)
         ctx.f, ctx.rule = f, rule
         if inplace:                        # keep the input as it was before the operation overwrites it
-            ctx.save_for_backward(x.clone(), y)
+            ctx.save_for_backward(x.clone())
             x.copy_(y)
             ctx.mark_dirty(x)
             return x
-        ctx.save_for_backward(x, y)
+        ctx.save_for_backward(x)           # not y: the model may still modify its output in place
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
-        x, y = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
+        with torch.no_grad():
+            y = ctx.f(x)                   # recomputed from the saved input (plain autograd inside backward)
         return ctx.rule.backward(x, y, grad_y, ctx.f), None, None, None
 
 
@@ -124,8 +135,18 @@ class Call(NamedTuple):
 # out-of-place versions of the in-place spellings, and the functions that take an ``inplace=`` flag
 _OUT_OF_PLACE = {torch.relu_: torch.relu, Tensor.relu_: torch.relu, torch.sigmoid_: torch.sigmoid,
                  Tensor.sigmoid_: torch.sigmoid, torch.tanh_: torch.tanh, Tensor.tanh_: torch.tanh,
-                 F.elu_: F.elu, F.leaky_relu_: F.leaky_relu}
-_INPLACE_FLAG = {f: inspect.signature(f) for f in (F.relu, F.elu, F.leaky_relu, F.hardtanh, F.relu6)}
+                 F.elu_: F.elu, F.leaky_relu_: F.leaky_relu, F.selu_: F.selu, F.celu_: F.celu, F.rrelu_: F.rrelu,
+                 F.threshold_: F.threshold}
+
+
+def _signature(f):
+    try:
+        return inspect.signature(f)
+    except (TypeError, ValueError):    # some builtins have none
+        return None
+
+
+_INPLACE_FLAG = {f: sig for f in OPERATIONS if (sig := _signature(f)) is not None and "inplace" in sig.parameters}
 
 
 def _in_backward() -> bool:
@@ -167,7 +188,8 @@ class backward_rules(TorchFunctionMode):
             inplace = bool(bound.arguments.pop("inplace", False))
             x, *more = bound.arguments.values()
             rest = {}
-        if op.kind == "max_pool" and (kwargs.get("return_indices") or (len(args) > 6 and args[6])):
+        if op.kind == "max_pool" and (kwargs.get("return_indices") or (len(args) > 6 and args[6])
+                                      or function.__name__.endswith("_with_indices")):
             raise ValueError("backward rules cannot replace a max-pooling that returns its indices")
         pure = _OUT_OF_PLACE.get(function, function)
         f = (lambda t: pure(t, *more, **rest))

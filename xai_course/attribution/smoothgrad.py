@@ -16,7 +16,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from ._core import METHODS, Target, check_call, register
+from ._core import METHODS, Target, check_call, explaining, register
 from .integrated_gradients import make_generator, range_noise
 
 KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
@@ -46,7 +46,7 @@ def smoothgrad(model: nn.Module, inputs: torch.Tensor, target: Target, method: U
         raise ValueError(f"samples must be a positive int, got {samples!r}")
     if not isinstance(noise, (int, float)) or isinstance(noise, bool) or noise < 0:
         raise ValueError(f"noise must be a number >= 0 (a fraction of each input's range), got {noise!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     model, inputs, target = check_call(model, inputs, target)
     n = inputs.shape[0]
@@ -56,10 +56,11 @@ def smoothgrad(model: nn.Module, inputs: torch.Tensor, target: Target, method: U
     targets = target.repeat_interleave(samples)
     options = {k: v.repeat_interleave(samples, 0) if _per_example(v, inputs) else v for k, v in method_options.items()}
     chunk = batch_size or len(noisy)
-    maps = torch.cat([method(model, noisy[i:i + chunk], targets[i:i + chunk],
-                             **{k: v[i:i + chunk] if _per_example(method_options[k], inputs) else v
-                                for k, v in options.items()})
-                      for i in range(0, len(noisy), chunk)])
+    with explaining(model):  # one train-mode warning, not one per chunk
+        maps = torch.cat([method(model, noisy[i:i + chunk], targets[i:i + chunk],
+                                 **{k: v[i:i + chunk] if _per_example(method_options[k], inputs) else v
+                                    for k, v in options.items()})
+                          for i in range(0, len(noisy), chunk)])
     maps = maps.view(n, samples, *maps.shape[1:])
     if kind == "smoothgrad":
         return maps.mean(1)

@@ -132,17 +132,19 @@ def test_full_gradient_with_batchnorm_and_convolutions_without_bias(submission):
 
 
 # --- Exercise 13.3: fullgrad_saliency(input_term, bias_terms) -> (N, 1, H, W) ------------------------------
+def _rescale(maps):
+    """(m - min) / (max - min + 1e-7) over the last two dimensions: each map to [0, 1]."""
+    flat = maps.flatten(-2)
+    low, high = flat.min(-1, keepdim=True).values, flat.max(-1, keepdim=True).values
+    return ((flat - low) / (high - low + 1e-7)).view(maps.shape)
+
+
 def _psi(term, size):
-    """abs, rescale each example to [0, 1] (over channels and positions), sum the channels, upsample."""
-    a = term.abs()
-    flat = a.flatten(1)
-    low = flat.min(1).values.view(-1, 1, 1, 1)
-    high = flat.max(1).values.view(-1, 1, 1, 1)
-    a = (a - low) / (high - low).clamp(min=1e-12)
-    a = a.sum(1, keepdim=True)
-    if tuple(a.shape[-2:]) != tuple(size):
-        a = F.interpolate(a, size=size, mode="bilinear", align_corners=False)
-    return a
+    """psi of every channel map: |.|, rescaled to [0, 1], bilinearly resized to ``size``; summed over channels."""
+    maps = _rescale(term.abs())
+    if tuple(maps.shape[-2:]) != tuple(size):
+        maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    return maps.sum(1, keepdim=True)
 
 
 def _reference_fullgrad(input_term, bias_terms):
@@ -151,7 +153,7 @@ def _reference_fullgrad(input_term, bias_terms):
     for term in bias_terms:
         if term.ndim == 4:
             total = total + _psi(term, size)
-    return total
+    return _rescale(total)
 
 
 def _check_fullgrad(submission, input_term, bias_terms, what):
@@ -179,8 +181,10 @@ def test_fullgrad_saliency_rescales_and_upsamples_each_layer(submission):
     n = int(torch.randint(1, 5, ()))
     # layers of very different sizes and scales: each is rescaled to [0, 1] before it is added
     bias_terms, input_term = _terms(n, [4, 6, 8], [16, 8, 4], 16)
-    bias_terms = [t * 10.0 ** float(torch.randint(-3, 3, ())) for t in bias_terms]
-    _check_fullgrad(submission, input_term, bias_terms, "three bias terms at 16x16, 8x8 and 4x4, input 16x16")
+    bias_terms = [t * 10.0 ** float(torch.randint(-2, 3, ())) for t in bias_terms]
+    bias_terms[0][:, 1] = 0.0                 # a dead channel: its map is constant, psi gives zeros
+    _check_fullgrad(submission, input_term, bias_terms, "three bias terms at 16x16, 8x8 and 4x4 (one channel "
+                                                        "all zeros), input 16x16")
 
 
 @pytest.mark.exercise("13.3", points=3, functions=["fullgrad_saliency"])
