@@ -374,7 +374,7 @@ def test_other_torch_function_modes_around_the_methods(method):
     with Recording() as outer:
         got = METHODS_ON_THE_ENGINE[method](model, x, target)
     torch.testing.assert_close(got, expected)
-    assert F.relu in outer.seen or torch.relu in outer.seen
+    assert any(f in outer.seen for f in (F.relu, torch.relu, torch.relu_))   # the outer mode still sees the ReLU
     with torch.device("cpu"):       # a TorchFunctionMode PyTorch itself uses
         torch.testing.assert_close(METHODS_ON_THE_ENGINE[method](model, x, target), expected)
 

@@ -56,16 +56,21 @@ def path_gradients(model, inputs, baseline, target, alphas, weights, batch_size)
     total = torch.zeros_like(inputs)
     difference = inputs - baseline
     alphas, weights = alphas.to(inputs), weights.to(inputs)
-    shape = (-1,) + (1,) * (inputs.ndim - 1)
+    shape = (-1,) + (1,) * inputs.ndim
     total_points = len(alphas) * n                          # path point j = k n + i: step k of example i
     chunk = batch_size or total_points
     for start in range(0, total_points, chunk):
-        j = torch.arange(start, min(start + chunk, total_points), device=inputs.device)
-        k, i = j // n, j % n
-        points = (baseline[i] + alphas[k].view(shape) * difference[i]).requires_grad_(True)
+        end = min(start + chunk, total_points)
+        first, last = start // n, (end - 1) // n + 1         # the steps this chunk touches
+        a, w = alphas[first:last].view(shape), weights[first:last].view(shape)
+        points = (baseline + a * difference).flatten(0, 1)[start - first * n:end - first * n].requires_grad_(True)
+        i = torch.arange(start, end, device=inputs.device) % n
         logits = target_logits(model, points.clone(), target[i])
         (grads,) = torch.autograd.grad(logits.sum(), points)
-        total.index_add_(0, i, weights[k].view(shape) * grads)
+        if start != first * n or end != last * n:           # a chunk with part of a step: pad it with zeros
+            grads = torch.cat([grads.new_zeros(start - first * n, *inputs.shape[1:]), grads,
+                               grads.new_zeros(last * n - end, *inputs.shape[1:])])
+        total += (w * grads.view(last - first, *inputs.shape)).sum(0)
     return total
 
 

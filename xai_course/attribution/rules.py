@@ -92,7 +92,12 @@ def vjp(f: Callable[[Tensor], Tensor], x: Tensor, v: Tensor) -> Tensor:
 
 
 class Rule:
-    """How one operation ``y = f(x)`` passes the signal back; the default is the ordinary gradient."""
+    """How one operation ``y = f(x)`` passes the signal back; the default is the ordinary gradient.
+
+    ``uses_output``: whether ``backward`` reads ``y`` (recomputed from ``x`` for it); when False it gets None.
+    """
+
+    uses_output = True
 
     def backward(self, x: Tensor, y: Tensor, grad_y: Tensor, f: Callable[[Tensor], Tensor]) -> Tensor:
         return vjp(f, x, grad_y)
@@ -106,21 +111,23 @@ class Rule:
 class _Ruled(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, f, rule, inplace):
-        y = f(x)
         ctx.f, ctx.rule = f, rule
         if inplace:                        # keep the input as it was before the operation overwrites it
             ctx.save_for_backward(x.clone())
-            x.copy_(y)
+            in_place = _IN_PLACE.get(getattr(f, "function", None))
+            in_place(x) if in_place is not None else x.copy_(f(x))
             ctx.mark_dirty(x)
             return x
         ctx.save_for_backward(x)           # not y: the model may still modify its output in place
-        return y
+        return f(x)
 
     @staticmethod
     def backward(ctx, grad_y):
         (x,) = ctx.saved_tensors
-        with torch.no_grad():
-            y = ctx.f(x)                   # recomputed from the saved input (plain autograd inside backward)
+        y = None
+        if ctx.rule.uses_output:
+            with torch.no_grad():
+                y = ctx.f(x)               # recomputed from the saved input (plain autograd inside backward)
         return ctx.rule.backward(x, y, grad_y, ctx.f), None, None, None
 
 
@@ -146,6 +153,8 @@ def _signature(f):
         return None
 
 
+# the in-place kernels of the pure functions that have one (ReLU: the common case, e.g. torchvision's ResNets)
+_IN_PLACE = {torch.relu: torch.relu_, F.relu: torch.relu_, Tensor.relu: torch.relu_}
 _INPLACE_FLAG = {f: sig for f in OPERATIONS if (sig := _signature(f)) is not None and "inplace" in sig.parameters}
 
 
@@ -193,6 +202,7 @@ class backward_rules(TorchFunctionMode):
             raise ValueError("backward rules cannot replace a max-pooling that returns its indices")
         pure = _OUT_OF_PLACE.get(function, function)
         f = (lambda t: pure(t, *more, **rest))
+        f.function = pure if not more and not rest else None    # lets _Ruled use an in-place kernel
         return self.rules[op.kind].apply(self, x, f, inplace, Call(function, (x, *more), rest))
 
 
@@ -201,12 +211,17 @@ class backward_rules(TorchFunctionMode):
 class GuidedReLU(Rule):
     """Guided backprop (Springenberg et al., 2015): pass back only positive signal, where the input was positive."""
 
+    uses_output = False
+
     def backward(self, x, y, grad_y, f):
-        return grad_y.clamp(min=0) * (x > 0)
+        # [x > 0] · max(0, R): the ReLU's own backward (one fused kernel) applied to the clamped signal
+        return torch.ops.aten.threshold_backward(grad_y.clamp(min=0), x, 0)
 
 
 class DeconvReLU(Rule):
     """DeConvNet (Zeiler & Fergus, 2014): pass back only positive signal, whatever the input was."""
+
+    uses_output = False
 
     def backward(self, x, y, grad_y, f):
         return grad_y.clamp(min=0)
