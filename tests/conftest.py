@@ -125,3 +125,17 @@ def make(name: str, seed: int = 0, n: int = 2):
 
 
 ALL_ARCHITECTURES = ARCHITECTURES + ["sigmoid_mlp", "functional_cnn"]
+
+
+class BatchCounter:
+    """Forward pre-hook that records the batch size of every forward pass of a model."""
+
+    def __init__(self, model):
+        self.sizes = []
+        self.handle = model.register_forward_pre_hook(lambda m, args: self.sizes.append(args[0].shape[0]))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from conftest import ALL_ARCHITECTURES as ALL, make, make_architecture
+from conftest import ALL_ARCHITECTURES as ALL, BatchCounter, make, make_architecture
 from hygiene import assert_inputs_unchanged, assert_unchanged, inputs_snapshot, snapshot
 from xai_course.attribution import METHODS, gradient_shap, integrated_gradients, make_baseline
 from xai_course.attribution.integrated_gradients import METHODS as QUADRATURES
@@ -217,18 +217,6 @@ def test_double_precision():
 
 
 # ---------------------------------------------------------------- batch_size
-class BatchCounter:
-    """Forward pre-hook that records the batch size of every forward pass of a model."""
-
-    def __init__(self, model):
-        self.sizes = []
-        self.handle = model.register_forward_pre_hook(lambda m, args: self.sizes.append(args[0].shape[0]))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
 
 
 @pytest.mark.parametrize("arch", ["mlp", "resnet_style", "functional_cnn"])

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from captum.attr import InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
 from torch import nn
 
-from conftest import ALL_ARCHITECTURES as ALL, make, make_architecture
+from conftest import ALL_ARCHITECTURES as ALL, BatchCounter, make, make_architecture
 from hygiene import assert_inputs_unchanged, assert_unchanged, inputs_snapshot, snapshot
 from xai_course.attribution import (METHODS, fullgrad, input_x_gradient, integrated_gradients, saliency,
                                     smoothgrad)
@@ -213,16 +213,6 @@ def test_seed_determinism():
     assert torch.equal(b, smoothgrad(model, x, target, samples=4))
 
 
-class BatchCounter:
-    def __init__(self, model):
-        self.sizes = []
-        self.handle = model.register_forward_pre_hook(lambda m, args: self.sizes.append(args[0].shape[0]))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 5, 12, 100])
