@@ -21,6 +21,45 @@ DIVERGING = "RdBu_r"
 SEQUENTIAL = "inferno"
 PERCENTILE = 99.5
 
+# The size rule: the book's text column is about 7 inches wide at 100 % zoom. Every figure is made by
+# :func:`subplots` (or :func:`attribution_grid`, which uses it): at most PAGE_WIDTH inches wide, at most
+# MAX_COLUMNS panels a row, fonts at least FONT_SIZE points, one dpi for every chapter.
+PAGE_WIDTH = 7.0
+MAX_COLUMNS = 6
+FONT_SIZE = 9
+DPI = 110
+STYLE = {
+    "figure.dpi": DPI, "savefig.dpi": DPI,
+    "font.size": FONT_SIZE, "axes.titlesize": FONT_SIZE + 1, "axes.labelsize": FONT_SIZE,
+    "xtick.labelsize": FONT_SIZE - 1, "ytick.labelsize": FONT_SIZE - 1, "legend.fontsize": FONT_SIZE - 1,
+    "figure.titlesize": FONT_SIZE + 2, "figure.constrained_layout.use": True,
+}
+
+
+def subplots(nrows: int = 1, ncols: int = 1, height: Optional[float] = None, width: float = 1.0, **kwargs):
+    """``plt.subplots`` under the course's size rule: ``(fig, axes)``.
+
+    ``width`` is the share of the page width (1.0 = the full 7-inch column); ``height`` is in inches
+    (default: square panels, capped so a figure is never taller than 9 inches). More than
+    ``MAX_COLUMNS`` columns is refused: split the figure or transpose it. Fonts and dpi come from
+    :data:`STYLE`, so every chapter looks alike.
+    """
+    if ncols > MAX_COLUMNS:
+        raise ValueError(f"ncols={ncols}: at most {MAX_COLUMNS} panels fit a row at page width; "
+                         "split the figure into rows or into two figures")
+    if not 0 < width <= 1:
+        raise ValueError(f"width is a share of the page width in (0, 1], got {width}")
+    fig_width = PAGE_WIDTH * width
+    if height is None:
+        height = min(9.0, fig_width / ncols * nrows * 1.05)
+    with plt.rc_context(STYLE):
+        return plt.subplots(nrows, ncols, figsize=(fig_width, height), **kwargs)
+
+
+def use_style():
+    """Apply the course's fonts and dpi to every later matplotlib figure (the setup cell calls it)."""
+    plt.rcParams.update(STYLE)
+
 
 def _array(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):
@@ -88,10 +127,12 @@ def overlay(ax, image, attribution, signed: Optional[bool] = None, title: Option
 
 
 def attribution_grid(images, attributions: Mapping[str, torch.Tensor], row_titles: Optional[Sequence[str]] = None,
-                     signed: Optional[bool] = None, size: float = 2.0, overlay_on_image: bool = False):
+                     signed: Optional[bool] = None, overlay_on_image: bool = False,
+                     size: Optional[float] = None):
     """A labelled grid: one row per example, the image first, then one column per method.
 
     ``attributions`` maps a column title to a batch of attributions with the batch size of ``images``.
+    ``size`` is a panel's side in inches, capped by the page width (default: the page width shared out).
     Returns the matplotlib figure.
     """
     images = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
@@ -100,7 +141,8 @@ def attribution_grid(images, attributions: Mapping[str, torch.Tensor], row_title
         if a.shape[0] != n:
             raise ValueError(f"attributions[{name!r}] has {a.shape[0]} examples, images has {n}")
     cols = 1 + len(attributions)
-    fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n), squeeze=False)
+    width = 1.0 if size is None else min(1.0, size * cols / PAGE_WIDTH)
+    fig, axes = subplots(n, cols, width=width, squeeze=False)
     for i in range(n):
         show_image(axes[i, 0], images[i], "image" if i == 0 else None)
         if row_titles is not None:
@@ -111,7 +153,6 @@ def attribution_grid(images, attributions: Mapping[str, torch.Tensor], row_title
                 overlay(axes[i, j], images[i], a[i], signed, title)
             else:
                 show_attribution(axes[i, j], a[i], signed, title)
-    fig.tight_layout()
     return fig
 
 
@@ -119,4 +160,4 @@ def _tidy(ax, title):
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title)

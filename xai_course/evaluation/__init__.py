@@ -1,0 +1,10 @@
+"""Evaluating explanations: localisation against ground-truth masks, map similarity (and, with the labs,
+pixel perturbation, insertion/deletion, faithfulness correlation, ROAR and sanity checks).
+
+Plain functions on batches; attributions ``(N, C, H, W)`` or ``(N, 1, H, W)`` are summed over channels
+first, as everywhere in the course.
+"""
+from .localisation import iou_top_k, pixel_map, pointing_game, relevance_mass
+from .similarity import pearson, spearman
+
+__all__ = ["pixel_map", "pointing_game", "relevance_mass", "iou_top_k", "pearson", "spearman"]
