@@ -1,8 +1,13 @@
-"""Helpers for grading tests: fresh random models and inputs, a guarded call of the student's function,
-and comparisons whose failure messages tell the student what went wrong.
+"""Helpers for grading tests (they run in the TRUSTED grader process, never in the worker).
 
-Every test draws a fresh seed (:func:`fresh_seed`), so the expected numbers change from run to run: a
-submission cannot pass by copying values, only by computing them. The seed is in failure messages.
+- :func:`call` is the only contact with the student: ``call(submission.f, model, x, target)`` sends the
+  arguments to the worker as data, runs the student's ``f`` there and returns its value as plain data
+  (new tensors built by the grader). Models must come from a builder (:func:`random_mlp`,
+  :func:`random_cnn`, :func:`load_model`, :func:`saturating`, :func:`circle`) or be made of standard
+  ``torch.nn`` layers only (see :mod:`~xai_course.grading.builders`).
+- :func:`fresh_seed` draws a new seed for every test (named in failure messages): a submission cannot
+  pass by copying numbers, only by computing them.
+- :func:`check_tensor` and :func:`assert_close` validate a returned value and explain what is wrong.
 """
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import os
 
 import torch
 from torch import nn
+
+from . import builders
 
 _seed = None
 
@@ -23,7 +30,7 @@ def fresh_seed() -> int:
 
 
 def random_mlp(d_in: int = 4, hidden: int = 8, classes: int = 3, depth: int = 2, activation=nn.ReLU) -> nn.Sequential:
-    """A random MLP ``(N, d_in) -> (N, classes)`` in eval mode."""
+    """A random MLP ``(N, d_in) -> (N, classes)`` in eval mode (standard layers: sent by structure)."""
     layers, d = [], d_in
     for _ in range(depth):
         layers += [nn.Linear(d, hidden), activation()]
@@ -39,48 +46,39 @@ def random_cnn(channels: int = 3, classes: int = 4) -> nn.Sequential:
                          nn.Flatten(), nn.Linear(32, classes)).eval()
 
 
-def _snapshot(objects):
-    state = []
-    for obj in objects:
-        if isinstance(obj, nn.Module):
-            state.append((obj, {k: v.detach().clone() for k, v in obj.state_dict().items()},
-                          {m: m.training for m in obj.modules()}))
-        elif isinstance(obj, torch.Tensor):
-            state.append((obj, obj.detach().clone(), None))
-    return state
+def load_model(name: str) -> nn.Module:
+    """``xai_course.models.load(name)`` (trained weights), tagged so that it can be sent to the worker."""
+    from xai_course import models
+
+    model = models.load(name)
+    model._xai_recipe = ("model", {"name": name})
+    return model
 
 
-def call(function, *args, **kwargs):
-    """Call the student's ``function``; fail clearly if it changes the model, the inputs or torch's global
-    state (gradients switched off, default dtype); the global state is restored for the rest of the test."""
-    name = getattr(function, "__name__", "your function")
+def saturating() -> nn.Module:
+    """The saturating toy of chapter 2 (``xai_course.models.Saturating``), tagged."""
+    return builders.BUILDERS["saturating"]()
+
+
+def circle() -> nn.Module:
+    """The circle toy of chapter 1 (``xai_course.models.Circle``), tagged."""
+    return builders.BUILDERS["circle"]()
+
+
+def call(function, *args, time_limit=None, **kwargs):
+    """Call the student's ``function`` with ``args`` in the worker and return its value.
+
+    Fails the test with a message for the student when the function raises (the exception is re-raised
+    as the same builtin type, e.g. ValueError, so ``pytest.raises`` works), runs past the time limit
+    (``time_limit`` seconds, default the grader's ``--timeout``), crashes, returns something that cannot be
+    graded, changes the model or its input tensors in place, or leaves gradients off / the default dtype
+    changed."""
+    remote = getattr(function, "_xai_remote", None)
+    if remote is not None:
+        return remote(args, kwargs, time_limit)
     if not callable(function):
-        raise AssertionError(f"`{name}` is not a function")
-    grad, dtype = torch.is_grad_enabled(), torch.get_default_dtype()
-    before = _snapshot(list(args) + list(kwargs.values()))
-    try:
-        result = function(*args, **kwargs)
-    finally:
-        changed_grad, changed_dtype = torch.is_grad_enabled() != grad, torch.get_default_dtype() != dtype
-        torch.set_grad_enabled(grad)
-        torch.set_default_dtype(dtype)
-    if changed_grad:
-        raise AssertionError(f"`{name}` switched gradients off globally (torch.set_grad_enabled(False)) and left "
-                             f"them off: use `with torch.no_grad():` or leave the global state as it was")
-    if changed_dtype:
-        raise AssertionError(f"`{name}` changed torch's default dtype and left it changed: leave global state alone")
-    for obj, saved, modes in before:
-        if isinstance(obj, nn.Module):
-            now = obj.state_dict()
-            for key, value in saved.items():
-                if key not in now or now[key].shape != value.shape or not torch.equal(now[key].detach(), value):
-                    raise AssertionError(f"`{name}` changed the model in place (its {key!r} is different after the "
-                                         f"call): an explanation must leave the model as it found it")
-            if any(m.training != t for m, t in modes.items()):
-                raise AssertionError(f"`{name}` changed the model's train/eval mode and did not restore it")
-        elif obj.shape != saved.shape or not torch.equal(obj.detach(), saved):
-            raise AssertionError(f"`{name}` changed its input tensor in place: work on a copy")
-    return result
+        raise AssertionError(f"`{getattr(function, '__name__', function)}` is not a function")
+    return function(*args, **kwargs)  # a local function (a test of the tests)
 
 
 def check_tensor(result, shape, what: str = "the result") -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from typing import Dict, Iterable, Optional
 
-FORBIDDEN = ("xai_course.attribution", "captum", "zennit", "shap", "lime", "quantus", "pytorch_grad_cam",
+FORBIDDEN = ("xai_course.attribution", "xai_course.evaluation", "xai_course.grading", "xai_course.exercise", "captum", "zennit", "shap", "lime", "quantus", "pytorch_grad_cam",
              "saliency")
 
 DYNAMIC = {"__import__", "import_module", "getattr", "eval", "exec", "find_spec", "__getattribute__", "run_path"}
