@@ -39,7 +39,7 @@ class Closed(Exception):
 # --- framing ----------------------------------------------------------------------------------------------
 def _npy(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    np.save(buf, np.array(array, order="C", copy=None if array.flags.c_contiguous else True), allow_pickle=False)
     return buf.getvalue()
 
 

@@ -307,9 +307,9 @@ class Context:
             self.timeout = saved
         forbidden = reply.get("forbidden")
         if isinstance(forbidden, list) and forbidden:
-            self.forbidden += [str(f)[:300] for f in forbidden[:3]]
+            self.forbidden += sorted((str(f)[:300] for f in forbidden[:5]), key=lambda f: not f.startswith("import"))
             raise Forbidden(f"no credit: the exercise uses a reference implementation or the grader's files "
-                            f"({self.forbidden[0]}); it must be implemented from scratch")
+                            f"({'; '.join(dict.fromkeys(self.forbidden))}); it must be implemented from scratch")
         if isinstance(reply.get("error"), dict):
             raise student_error(reply["error"])
         for key in ("violation", "bad_result", "grader_error"):

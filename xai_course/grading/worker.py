@@ -37,6 +37,8 @@ import types
 import numpy as np
 import torch
 
+from xai_course import models as _models  # noqa: F401 - the builders' classes, loaded before any sandbox
+
 from . import builders, protocol
 
 FORBIDDEN = ("captum", "zennit", "shap", "lime", "quantus", "pytorch_grad_cam", "saliency")
@@ -258,8 +260,9 @@ def make_guard(write_dir, tripped: list):
             return True
         return not under(path, deny_dirs) and (under(path, read_dirs) or under(path, write_dirs))
 
-    def deny(what):
-        append(what)
+    def deny(what, record=True):
+        if record:
+            append(what)
         raise PermissionError_(f"not allowed while grading: {what}")
 
     def hook(event, args):
@@ -275,7 +278,7 @@ def make_guard(write_dir, tripped: list):
                         wants_write = True
             if wants_write:
                 if not under(path, write_dirs):
-                    deny(f"writing {path}")
+                    deny(f"writing {path}", False)
             elif not readable(path):
                 deny(f"reading {path}")
         elif event == "import":
@@ -295,19 +298,19 @@ def make_guard(write_dir, tripped: list):
                 if isinstance_(a, (str_, bytes_)) or hasattr_(a, "__fspath__"):
                     path = resolve(a)
                     if not under(path, write_dirs):
-                        deny(f"{event} on {path}")
+                        deny(f"{event} on {path}", False)
         elif event in ("os.kill", "os.killpg", "signal.pthread_kill"):
             if not (event == "os.kill" and args[0] == getpid()):
-                deny(f"{event}")
+                deny(f"{event}", False)
         elif event in ("os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec", "os.system",
                        "subprocess.Popen", "pty.spawn", "os.startfile", "resource.setrlimit", "resource.prlimit",
                        "gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.remote_exec",
                        "sqlite3.connect", "sqlite3.connect/handle", "os.add_dll_directory", "syslog.openlog",
                        "mmap.__new__", "os.setuid", "os.setgid") or event.startswith(("ctypes.", "socket.")):
-            deny(event)
+            deny(event, False)
         elif event == "object.__setattr__" and len_(args) >= 2 and args[1] in (
                 "__code__", "__defaults__", "__kwdefaults__", "__globals__"):
-            deny(f"setting {args[1]}")
+            deny(f"setting {args[1]}", False)
 
     return hook
 
@@ -341,7 +344,8 @@ def describe(error: BaseException) -> dict:
             kind = cls.__name__
             break
     try:
-        frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == STUDENT_FILE][-5:]
+        frames = traceback.StackSummary.extract(traceback.walk_tb(error.__traceback__), lookup_lines=False)
+        frames = [f for f in frames if f.filename == STUDENT_FILE][-5:]
         where = "".join(traceback.format_list(frames)).replace(f'File "{STUDENT_FILE}"', "your code")
     except BaseException:  # noqa: BLE001
         where = ""
@@ -493,7 +497,10 @@ def worker_main(sock_fd: int, out_fd: int, request: dict) -> None:
     sys.modules.pop("_posixsubprocess", None)
     if "subprocess" in sys.modules:
         sys.modules["subprocess"]._posixsubprocess = None
-    os.environ.pop("XAI_GRADING", None)
+    sys.path[:] = [p for p in sys.path if p and any(
+        os.path.realpath(p) == d or os.path.realpath(p).startswith(d + "/") for d in READ_DIRS)
+        and not any(os.path.realpath(p).startswith(d) for d in FORBIDDEN_DIRS)]
+    sys.path_importer_cache.clear()
     tripped: list = []
     sys.addaudithook(make_guard(write_dir, tripped))
     protocol.send(sock, {"ready": True})

@@ -1,12 +1,12 @@
-"""Crafted submission: `gradient` segfault; `times_input` is correct."""
-import ctypes
+"""Crashes the worker with a segmentation fault (its own process: allowed, and reported)."""
+import os
+import signal
+
 import torch
 
+
 def gradient(model, inputs, target):
-    ctypes.string_at(0)
-    x = inputs.detach().clone().requires_grad_(True)
-    g = torch.autograd.grad(model(x).gather(1, torch.as_tensor(target).reshape(-1, 1)).sum(), x)[0]
-    return g
+    os.kill(os.getpid(), signal.SIGSEGV)
 
 
 def times_input(model, inputs, target):
