@@ -246,10 +246,10 @@ def safe_str(error) -> str:
     return text
 
 
-def run_item(item, slot, code, timeout):
+def run_item(item, context, code):
+    """Run one test against the student's code in ``context``'s worker: ``{"status", "message", "output"}``."""
     from . import checks, remote
 
-    context = remote.Context(slot, code["code"], timeout)
     submission = Submission(context, item.exercise, code["error"])
     status, message = "passed", ""
     try:
@@ -257,16 +257,12 @@ def run_item(item, slot, code, timeout):
         item.function(submission=submission, **item.params)
     except remote.Forbidden as e:
         status, message = "forbidden", safe_str(e)
-    except MissingFunction as e:
-        status, message = "failed", safe_str(e)
-    except (remote.CallFailed, remote.StudentError) as e:
+    except (MissingFunction, remote.CallFailed, remote.StudentError) as e:
         status, message = "failed", safe_str(e)
     except AssertionError as e:
         status, message = "failed", safe_str(e) or "assertion failed"
     except Exception as e:  # noqa: BLE001 - the test could not use what the student's code returned
         status, message = "failed", f"the test could not use what your code returned: {type(e).__name__}: {safe_str(e)}"
-    finally:
-        context.close()
     if status == "failed" and not isinstance(context.failure, str):
         extra = ([code["error"]] if code["error"] else []) + context.problems
         if extra and "defines no function" not in message:
@@ -274,12 +270,11 @@ def run_item(item, slot, code, timeout):
     if context.forbidden and status != "forbidden":
         status = "forbidden"
         message = f"no credit: the exercise uses a reference implementation ({context.forbidden[0]})"
-    output = "\n".join(o for o in context.outputs if o.strip())
-    return {"status": status, "message": _cap(message), "output": _cap(output, 4 * 2000 + 200)}
+    return {"status": status, "message": _cap(message), "output": _cap(context.take_output(), 4 * 2000 + 200)}
 
 
 def grade_student(paths, items, slot, timeout):
-    from . import forbidden
+    from . import forbidden, remote
 
     extracted, notes = extract(paths)
     exercises = OrderedDict()
@@ -295,14 +290,20 @@ def grade_student(paths, items, slot, timeout):
             reason = forbidden.find(code["code"], entry["functions"])
         except (RecursionError, ValueError, MemoryError):
             reason = None
-        results = []
+        results, context = [], None
         for item in entry["items"]:
             if reason:
                 result = {"status": "forbidden", "output": "",
                           "message": f"no credit: {reason}; the exercise must be implemented from scratch"}
-            else:
-                result = run_item(item, slot, code, timeout)
+            else:  # one worker per exercise, replaced after any failure (a crash, a time-out, a wrong answer)
+                context = context or remote.Context(slot, code["code"], timeout)
+                result = run_item(item, context, code)
+                if result["status"] != "passed" or context.failure:
+                    context.close()
+                    context = None
             results.append((item, result))
+        if context is not None:
+            context.close()
         if any(r["status"] == "forbidden" for _, r in results):
             why = next(r["message"] for _, r in results if r["status"] == "forbidden")
             results = [(i, {**r, "status": "forbidden", "message": why}) for i, r in results]
@@ -531,6 +532,10 @@ def run_class(config, items, slots) -> int:
         Path(config["csv"]).write_text("\n".join(lines) + "\n", encoding="utf-8")
     for slot in slots:
         slot.ctrl.close()
+        try:
+            os.waitpid(slot.pid, 0)
+        except ChildProcessError:
+            pass
     return 0 if all(r.get("passed") for r in results.values()) else 1
 
 

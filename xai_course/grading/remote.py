@@ -215,6 +215,12 @@ class Capture(threading.Thread):
                     self.flooded = True
                     self.on_flood()
 
+    def take(self) -> str:
+        """The output since the last take (the worker may serve several tests)."""
+        text = self.text()
+        self.head, self.tail, self.size = bytearray(), bytearray(), 0
+        return text
+
     def text(self) -> str:
         head = self.head.decode("utf-8", "replace")[:OUTPUT_KEEP]
         if self.size <= len(self.head):
@@ -336,4 +342,12 @@ class Context:
             self.sock.close()
         if self.capture is not None:
             self.capture.join(5)
-            self.outputs.append(self.capture.text())
+            self.outputs.append(self.capture.take())
+
+    def take_output(self) -> str:
+        """What the student's code printed during this test."""
+        if self.pid is not None and self.capture is not None:
+            self.outputs.append(self.capture.take())
+        text = "\n".join(o for o in self.outputs if o.strip())
+        self.outputs = []
+        return text
