@@ -270,6 +270,8 @@ def run_item(item, context, code):
     if context.forbidden and status != "forbidden":
         status = "forbidden"
         message = f"no credit: the exercise uses a reference implementation ({context.forbidden[0]})"
+    if status != "passed" or context.failure:
+        context.close()  # a failed test gets a fresh worker for the next one; all its output is read
     return {"status": status, "message": _cap(message), "output": _cap(context.take_output(), 4 * 2000 + 200)}
 
 
@@ -298,8 +300,7 @@ def grade_student(paths, items, slot, timeout):
             else:  # one worker per exercise, replaced after any failure (a crash, a time-out, a wrong answer)
                 context = context or remote.Context(slot, code["code"], timeout)
                 result = run_item(item, context, code)
-                if result["status"] != "passed" or context.failure:
-                    context.close()
+                if context.pid is None:
                     context = None
             results.append((item, result))
         if context is not None:
@@ -532,6 +533,10 @@ def run_class(config, items, slots) -> int:
         Path(config["csv"]).write_text("\n".join(lines) + "\n", encoding="utf-8")
     for slot in slots:
         slot.ctrl.close()
+        if slot.tmp:
+            import shutil
+
+            shutil.rmtree(slot.tmp, ignore_errors=True)
         try:
             os.waitpid(slot.pid, 0)
         except ChildProcessError:

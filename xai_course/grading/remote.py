@@ -175,10 +175,14 @@ class Slot:
 
     def spawn(self, sock_fd: int, out_fd: int) -> tuple:
         workdir = None
-        if self.uid is None:
+        if not (self.uid is not None and self.mode.get("namespace")):  # else the worker gets a private /tmp
             if self.tmp is None:
                 self.tmp = tempfile.mkdtemp(prefix="xai-grading-")
+                if self.uid is not None:
+                    os.chmod(self.tmp, 0o711)
             workdir = tempfile.mkdtemp(dir=self.tmp)
+            if self.uid is not None:
+                os.chown(workdir, self.uid, self.uid)
         message = {"op": "spawn", "uid": self.uid, "namespace": self.mode.get("namespace", False),
                    "hide": self.hide if self.uid is not None else [], "workdir": workdir}
         return self.request(message, [sock_fd, out_fd])["pid"], workdir
@@ -217,6 +221,17 @@ class Capture(threading.Thread):
 
     def take(self) -> str:
         """The output since the last take (the worker may serve several tests)."""
+        import fcntl
+        import termios
+
+        for _ in range(100):  # let the thread read what the worker flushed before it answered
+            try:
+                pending = int.from_bytes(fcntl.ioctl(self.fd, termios.FIONREAD, b"\0\0\0\0"), "little")
+            except OSError:
+                break
+            if not pending:
+                break
+            time.sleep(0.002)
         text = self.text()
         self.head, self.tail, self.size = bytearray(), bytearray(), 0
         return text

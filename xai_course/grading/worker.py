@@ -209,7 +209,10 @@ def make_guard(write_dir, tripped: list):
     """The audit hook. Everything it uses is bound here (C functions, tuples, a list): patching modules
     later changes nothing, and audit hooks cannot be removed."""
     lstat, readlink, fspath, getpid, S_ISLNK = os.lstat, os.readlink, os.fspath, os.getpid, stat.S_ISLNK
-    getcwd, len_, hasattr_ = os.getcwd, len, hasattr
+    getcwd, len_, hasattr_, type_ = os.getcwd, len, hasattr, type
+    import pathlib
+
+    path_types = (pathlib.PosixPath, pathlib.PurePosixPath)
     isinstance_, str_, bytes_, int_, tuple_ = isinstance, str, bytes, int, tuple
     deny_dirs, read_dirs, forbidden = FORBIDDEN_DIRS, READ_DIRS, FORBIDDEN
     write_dirs = (write_dir,) if write_dir else ()
@@ -220,6 +223,9 @@ def make_guard(write_dir, tripped: list):
     def resolve(path):
         if isinstance_(path, int_):
             return None
+        kind = type_(path)
+        if kind is not str_ and kind is not bytes_ and kind not in path_types:
+            return "/<a path-like object of an unknown type>"  # its __fspath__ could answer differently twice
         path = fspath(path)
         if isinstance_(path, bytes_):
             path = path.decode("utf-8", "surrogateescape")
@@ -308,8 +314,7 @@ def make_guard(write_dir, tripped: list):
                        "sqlite3.connect", "sqlite3.connect/handle", "os.add_dll_directory", "syslog.openlog",
                        "mmap.__new__", "os.setuid", "os.setgid") or event.startswith(("ctypes.", "socket.")):
             deny(event, False)
-        elif event == "object.__setattr__" and len_(args) >= 2 and args[1] in (
-                "__code__", "__defaults__", "__kwdefaults__", "__globals__"):
+        elif event == "object.__setattr__" and len_(args) >= 2 and args[1] == "__code__":
             deny(f"setting {args[1]}", False)
 
     return hook
@@ -483,10 +488,13 @@ def worker_main(sock_fd: int, out_fd: int, request: dict) -> None:
     try:
         if request.get("uid") is not None:
             enter_root_sandbox(request)
-            write_dir = "/tmp" if request.get("namespace") else None
-        else:
-            write_dir = os.path.realpath(request["workdir"])
-            os.chdir(write_dir)
+        write_dir = "/tmp" if request.get("uid") is not None and request.get("namespace") else \
+            os.path.realpath(request["workdir"])
+        os.chdir(write_dir)
+        os.environ["TMPDIR"] = write_dir
+        import tempfile
+
+        tempfile.tempdir = write_dir
         _limits()
         prctl(PR_SET_NO_NEW_PRIVS, 1)
         prctl(PR_SET_DUMPABLE, 0)
