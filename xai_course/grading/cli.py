@@ -83,7 +83,8 @@ def grade(argv=None) -> int:
 
 
 def _student_name(path: Path, seen: set) -> str:
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem if path.is_file() else path.name)[:80] or "submission"
+    stem = path.stem if path.suffix in (".ipynb", ".py") and not path.is_dir() else path.name
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", stem)[:80] or "submission"
     base, k = name, 2
     while name in seen:
         name, k = f"{base}-{k}", k + 1

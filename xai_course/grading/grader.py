@@ -411,6 +411,10 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
+    try:  # torch.func imports torch._dynamo on first use: seconds inside a student's call, so import it once here
+        import torch._dynamo  # noqa: F401
+    except Exception:  # noqa: BLE001
+        pass
     from . import remote, worker  # noqa: F401 - the worker code must be in memory before the zygotes fork
 
     root = os.geteuid() == 0 and args.sandbox == "auto"

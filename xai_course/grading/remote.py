@@ -20,7 +20,7 @@ from . import builders, protocol
 
 OUTPUT_KEEP = 2000           # characters kept from the start and from the end of a test's output
 MAX_OUTPUT = 32 * 2**20      # bytes of output before the worker is stopped
-BASE_UID = 60000
+BASE_UID = 2_000_000  # worker uids: BASE_UID + 64 * (grader pid % 10**6) + slot, unique per running grader
 BUILTIN = {e.__name__: e for e in (
     ValueError, TypeError, NotImplementedError, AssertionError, KeyError, IndexError, RuntimeError,
     ZeroDivisionError, AttributeError, NameError, ImportError, ModuleNotFoundError, OverflowError,
@@ -146,7 +146,7 @@ class Slot:
 
     def __init__(self, index: int, mode: dict):
         self.index, self.mode = index, mode
-        self.uid = BASE_UID + index if mode["root"] else None
+        self.uid = BASE_UID + 64 * (os.getpid() % 10**6) + index if mode["root"] else None
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:  # the zygote: nothing secret has been loaded yet in this process

@@ -419,6 +419,7 @@ def _changed(name, state):
 def serve(sock: socket.socket, tripped: list) -> None:
     request, _ = protocol.recv(sock)
     module, problems = load_code(request.get("code", ""))
+    tripped.clear()  # what loading tried is blocked and reported as a problem; only calls cost credit
     functions = sorted(k for k, v in module.__dict__.items() if callable(v) and not k.startswith("__"))
     protocol.send(sock, {"functions": functions, "problems": problems})
     while True:

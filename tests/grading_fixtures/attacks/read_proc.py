@@ -17,6 +17,7 @@ def gradient(model, inputs, target):
             except Exception:
                 pass
     print("PROC:", found)
+    print("UID:", os.getuid())
     return torch.zeros_like(inputs)
 
 
