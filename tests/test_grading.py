@@ -137,7 +137,7 @@ def runs(tmp_path_factory):
     single.mkdir()
     os.mkfifo(single / "pipe.ipynb")
     shutil.copy(SUBMISSIONS / "good.py", single / "good.py")
-    before = _hash_tree(PUBLIC, TESTS99, HIDDEN99, ROOT / "xai_course" / "grading")
+    before = _hash_tree(PUBLIC, TESTS99, HIDDEN99)
     common = ["--tests", TESTS99, "--chapter", "99", "--hidden", HIDDEN99, "--timeout", TIMEOUT]
     jobs = {
         "attacks": ("class", klass, "--out", base / "out-attacks", *common, "--jobs", 2),
@@ -363,7 +363,7 @@ def test_nothing_changes_after_the_grader_exits_and_nothing_survives(runs):
         assert _hash_tree(runs["base"] / out) == runs["finished"][key]
         for path in (runs["base"] / out).rglob("results.json"):
             assert "FORGED" not in path.read_text()
-    assert _hash_tree(PUBLIC, TESTS99, HIDDEN99, ROOT / "xai_course" / "grading") == runs["tests_before"]
+    assert _hash_tree(PUBLIC, TESTS99, HIDDEN99) == runs["tests_before"]
     table = remote._processes()
     assert not [p for p, (_, state, uid) in table.items() if uid >= remote.BASE_UID and state != "Z"]
     survivors = []

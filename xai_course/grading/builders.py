@@ -139,6 +139,12 @@ def _build(spec, depth=0):
 def encode_module(module: nn.Module, arrays: list) -> dict:
     """A model as ``{"recipe"|"structure", "state", "training"}`` (its tensors appended to ``arrays``)."""
     recipe = getattr(module, "_xai_recipe", None)
+    if recipe is None:  # the course's toys are built without arguments: no builder needed in the tests
+        from xai_course import models
+
+        for cls, name in ((models.Circle, "circle"), (models.Saturating, "saturating")):
+            if type(module) is cls:
+                recipe = (name, {})
     out = {}
     if recipe is not None:
         out["recipe"] = [recipe[0], recipe[1]]
