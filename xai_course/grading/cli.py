@@ -153,6 +153,10 @@ def main(argv=None) -> int:
         return release(argv[1:])
     if argv and argv[0] == "class":
         return grade_class(argv[1:])
+    if argv and argv[0] == "publish":           # the public course tree (xai_course/grading/publish.py)
+        from .publish import main as publish
+
+        return publish(argv[1:])
     if argv and argv[0] == "grade":
         argv = argv[1:]
     return grade(argv)

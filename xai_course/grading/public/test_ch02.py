@@ -35,72 +35,58 @@ def test_saturating_gradient_on_each_side_of_the_kink(submission):
     assert_close(call(submission.saturating_gradient, below[:1]), torch.ones(1, 2), "saturating_gradient on one point")
 
 
-# --- Exercise 2.2: path_inputs(x, baseline, steps) -> (steps, *S) --------------------------------------
-def _reference_path(x, baseline, steps):
-    return torch.stack([baseline + (k / (steps - 1)) * (x - baseline) for k in range(steps)])
-
-
-@pytest.mark.exercise("02.2", points=1, functions=["path_inputs"])
-def test_path_inputs_on_vectors(submission):
-    fresh_seed()
-    d, steps = int(torch.randint(2, 12, ())), int(torch.randint(2, 30, ()))
-    x, baseline = torch.randn(d), torch.randn(d)
-    assert_close(call(submission.path_inputs, x, baseline, steps), _reference_path(x, baseline, steps),
-                 f"path_inputs(x, baseline, steps={steps})")
-
-
-@pytest.mark.exercise("02.2", points=1, functions=["path_inputs"])
-def test_path_inputs_on_images(submission):
-    fresh_seed()
-    shape, steps = (int(torch.randint(1, 4, ())), 5, 6), int(torch.randint(2, 20, ()))
-    x, baseline = torch.rand(shape), torch.zeros(shape)
-    assert_close(call(submission.path_inputs, x, baseline, steps), _reference_path(x, baseline, steps),
-                 f"path_inputs(image x, zero baseline, steps={steps})")
-    assert_close(call(submission.path_inputs, x, baseline, 2), torch.stack([baseline, x]), "path_inputs(..., steps=2)")
-
-
-# --- Exercise 2.3: riemann_attribution(model, x, baseline, target, steps) -> shape S --------------------
-def _reference_riemann(model, x, baseline, target, steps):
-    alphas = torch.arange(1, steps + 1, dtype=x.dtype) / steps
-    points = baseline + alphas.view(-1, *[1] * x.ndim) * (x - baseline)
-    return (x - baseline) * reference_gradient(model, points, target).mean(0)
-
-
-def _check_riemann(submission, model, x, baseline, target, steps, what):
-    expected = _reference_riemann(model, x, baseline, target, steps)
-    assert_close(call(submission.riemann_attribution, model, x, baseline, target, steps), expected,
-                 f"riemann_attribution ({what}, steps={steps})", rtol=1e-4, atol=1e-5 + 1e-4 * float(expected.abs().max()))
-
-
-@pytest.mark.exercise("02.3", points=3, functions=["riemann_attribution"])
-def test_riemann_attribution_on_a_random_mlp(submission):
-    fresh_seed()
-    d, k = int(torch.randint(3, 9, ())), 3
-    model = random_mlp(d, 16, k, activation=nn.Tanh)
-    _check_riemann(submission, model, torch.randn(d), torch.randn(d), int(torch.randint(0, k, ())),
-                   int(torch.randint(2, 30, ())), "tanh MLP, random baseline")
-
-
-@pytest.mark.exercise("02.3", points=3, functions=["riemann_attribution"])
-def test_riemann_attribution_on_a_random_cnn(submission):
-    fresh_seed()
-    model = random_cnn(2, 4)
-    _check_riemann(submission, model, torch.rand(2, 8, 8), 0.2 * torch.rand(2, 8, 8), int(torch.randint(0, 4, ())),
-                   int(torch.randint(2, 20, ())), "CNN on an image")
-
-
-@pytest.mark.exercise("02.3", points=3, functions=["riemann_attribution"])
-def test_riemann_attribution_under_no_grad_and_with_one_step(submission):
-    fresh_seed()
-    model = random_mlp(5, 16, 3, activation=nn.Tanh)
-    x, baseline, target = torch.randn(5), torch.zeros(5), int(torch.randint(0, 3, ()))
+# --- Exercise 2.2: halfway_alpha(model, x, baseline, target, steps), graded by its defining property -----
+def _covered(model, x, baseline, target, alpha):
     with torch.no_grad():
-        expected = _reference_riemann(model, x, baseline, target, 1)
-        got = call(submission.riemann_attribution, model, x, baseline, target, 1)
-    assert_close(got, expected, "riemann_attribution under torch.no_grad() with steps=1")
+        f = model(torch.stack([baseline, baseline + alpha * (x - baseline), x]))[:, target].double()
+    return float((f[1] - f[0]) / (f[2] - f[0]))
 
 
-# --- Exercise 2.4: completeness_gap(model, inputs, baseline, target) -> (N,) ----------------------------
+def _check_halfway(submission, model, x, baseline, target, steps, what):
+    got = call(submission.halfway_alpha, model, x, baseline, target, steps)
+    assert isinstance(got, (float, int)) and not isinstance(got, bool), (
+        f"{what}: halfway_alpha must return a Python float, not {type(got).__name__}")
+    k = round(got * (steps - 1))
+    assert 0 <= k < steps and abs(got - k / (steps - 1)) < 1e-6, (
+        f"{what}: {got} is not one of the points k / (steps - 1) of the path")
+    assert _covered(model, x, baseline, target, k / (steps - 1)) >= 0.5 - 1e-6, (
+        f"{what}: at alpha = {got} the score has not yet covered half of its change")
+    if k > 0:
+        assert _covered(model, x, baseline, target, (k - 1) / (steps - 1)) < 0.5 + 1e-6, (
+            f"{what}: at alpha = {(k - 1) / (steps - 1)}, one point earlier, the score had already "
+            "covered half of its change: return the smallest such alpha")
+    return got
+
+
+@pytest.mark.exercise("02.2", points=2, functions=["halfway_alpha"])
+def test_halfway_alpha_on_the_toy_and_a_linear_model(submission):
+    fresh_seed()
+    toy = models.Saturating()
+    got = _check_halfway(submission, toy, torch.ones(2), torch.zeros(2), 0, 101, "toy at (1, 1)")
+    assert abs(got - 0.25) < 1e-6, f"toy at (1, 1): y = min(1, 2 alpha) is half-way at 0.25, not {got}"
+    linear = nn.Sequential(nn.Linear(5, 2)).eval()
+    x, baseline = torch.randn(5), torch.randn(5)
+    got = _check_halfway(submission, linear, x, baseline, 1, 21, "a linear model")
+    assert abs(got - 0.5) < 1e-6, f"a linear model is half-way at alpha = 0.5, not {got}"
+
+
+@pytest.mark.exercise("02.2", points=2, functions=["halfway_alpha"])
+def test_halfway_alpha_on_random_networks(submission):
+    fresh_seed()
+    d = int(torch.randint(3, 9, ()))
+    for model, shape in ((random_mlp(d, 16, 3), (d,)), (random_cnn(3, 3), (3, 8, 8))):
+        for _ in range(3):
+            x, baseline = torch.rand(shape), torch.rand(shape) * 0.2
+            target = int(torch.randint(0, 3, ()))
+            with torch.no_grad():
+                f = model(torch.stack([baseline, x]))[:, target]
+            if abs(float(f[1] - f[0])) < 1e-3:
+                continue                      # no change to share: not tested
+            _check_halfway(submission, model, x, baseline, target, int(torch.randint(5, 60, ())),
+                           f"random network on inputs of shape {shape}")
+
+
+# --- Exercise 2.3: completeness_gap(model, inputs, baseline, target) -> (N,) ----------------------------
 def _reference_gap(model, inputs, baseline, target):
     target = torch.as_tensor(target, dtype=torch.long).reshape(-1).expand(inputs.shape[0])
     with torch.no_grad():
@@ -109,7 +95,7 @@ def _reference_gap(model, inputs, baseline, target):
     return delta - ((inputs - baseline) * g).flatten(1).sum(1)
 
 
-@pytest.mark.exercise("02.4", points=2, functions=["completeness_gap"])
+@pytest.mark.exercise("02.3", points=2, functions=["completeness_gap"])
 def test_completeness_gap_with_a_shared_baseline_and_int_target(submission):
     fresh_seed()
     toy = saturating()
@@ -123,7 +109,7 @@ def test_completeness_gap_with_a_shared_baseline_and_int_target(submission):
                  _reference_gap(model, inputs, baseline, target), "completeness_gap (MLP, shared baseline, int target)")
 
 
-@pytest.mark.exercise("02.4", points=2, functions=["completeness_gap"])
+@pytest.mark.exercise("02.3", points=2, functions=["completeness_gap"])
 def test_completeness_gap_with_per_example_baselines_and_targets(submission):
     fresh_seed()
     n = int(torch.randint(2, 6, ()))

@@ -5,10 +5,11 @@ The references below are written out in plain torch, independently of the packag
 import pytest
 import torch
 
-from xai_course.grading.checks import assert_close, call, check_tensor, fresh_seed
+from xai_course import models
+from xai_course.grading.checks import assert_close, call, check_tensor, fresh_seed, random_mlp
 
 
-# --- Exercise 3.1: rescale_multiplier(x, x_ref, activation, eps) -> shape of x ---------------------------
+# --- Exercise 3.1: deeplift_rescale_dense(weights, biases, x, x_ref, target) -> (D,) ---------------------
 def _derivative(activation, x):
     with torch.enable_grad():
         z = x.detach().clone().requires_grad_(True)
@@ -23,56 +24,6 @@ def _reference_rescale(x, x_ref, activation=torch.relu, eps=1e-6):
     return torch.where(delta.abs() < eps, _derivative(activation, x), ratio)
 
 
-def _apart(x, x_ref, gap=1e-2):
-    """Move pairs that are accidentally close further apart: near-ties are tested on purpose only."""
-    close = (x - x_ref).abs() < gap
-    return torch.where(close, x_ref + 0.5, x)
-
-
-def _check_rescale(submission, x, x_ref, activation, name, **kwargs):
-    expected = _reference_rescale(x, x_ref, activation)
-    assert_close(call(submission.rescale_multiplier, x, x_ref, activation, **kwargs), expected,
-                 f"rescale_multiplier(x, x_ref, {name}) for x of shape {tuple(x.shape)}", atol=1e-4)
-
-
-@pytest.mark.exercise("03.1", points=2, functions=["rescale_multiplier"])
-def test_rescale_multiplier_of_a_relu(submission):
-    fresh_seed()
-    shape = (int(torch.randint(2, 8, ())), int(torch.randint(2, 9, ())))
-    x_ref = 2 * torch.randn(shape)
-    x = _apart(2 * torch.randn(shape), x_ref)
-    _check_rescale(submission, x, x_ref, torch.relu, "torch.relu")
-    # known answers: both on, both off, crossing up and crossing down
-    x, x_ref = torch.tensor([3.0, -1.0, 2.0, -2.0]), torch.tensor([1.0, -4.0, -2.0, 2.0])
-    assert_close(call(submission.rescale_multiplier, x, x_ref, torch.relu), torch.tensor([1.0, 0.0, 0.5, 0.5]),
-                 "rescale_multiplier of a ReLU at x = (3, -1, 2, -2), x_ref = (1, -4, -2, 2)")
-
-
-@pytest.mark.exercise("03.1", points=2, functions=["rescale_multiplier"])
-def test_rescale_multiplier_falls_back_to_the_derivative(submission):
-    fresh_seed()
-    n = int(torch.randint(4, 20, ()))
-    x = torch.randn(n) * 3
-    x = torch.where(x.abs() < 0.1, x + 0.5, x)               # keep away from the ReLU's kink
-    _check_rescale(submission, x, x.clone(), torch.relu, "torch.relu with x == x_ref")
-    _check_rescale(submission, x, x.clone(), torch.tanh, "torch.tanh with x == x_ref")
-    nearly = x + 1e-8 * torch.randn(n)                       # |x - x_ref| < eps: the derivative too
-    _check_rescale(submission, x, nearly, torch.sigmoid, "torch.sigmoid with |x - x_ref| < 1e-6")
-
-
-@pytest.mark.exercise("03.1", points=2, functions=["rescale_multiplier"])
-def test_rescale_multiplier_of_smooth_activations_and_under_no_grad(submission):
-    fresh_seed()
-    x_ref = torch.randn(3, 5, 4)
-    x = _apart(torch.randn(3, 5, 4) * 2, x_ref)
-    x.view(-1)[:5] = x_ref.view(-1)[:5]                      # a few exact ties among them
-    for activation, name in ((torch.sigmoid, "torch.sigmoid"), (torch.tanh, "torch.tanh")):
-        _check_rescale(submission, x, x_ref, activation, name)
-    with torch.no_grad():
-        _check_rescale(submission, x, x_ref, torch.tanh, "torch.tanh under torch.no_grad()")
-
-
-# --- Exercise 3.2: deeplift_rescale_dense(weights, biases, x, x_ref, target) -> (D,) ---------------------
 def _reference_dense(weights, biases, x, x_ref, target):
     a, a_ref, pre = x, x_ref, []
     for l, (w, b) in enumerate(zip(weights, biases)):
@@ -113,7 +64,7 @@ def _check_dense(submission, weights, biases, x, x_ref, target, what):
         f"({what}) your contributions sum to {total:.6f}, but the output changed by {delta:.6f}"
 
 
-@pytest.mark.exercise("03.2", points=3, functions=["deeplift_rescale_dense"])
+@pytest.mark.exercise("03.1", points=3, functions=["deeplift_rescale_dense"])
 def test_deeplift_rescale_dense_on_the_saturating_toy(submission):
     fresh_seed()
     weights, biases = [torch.tensor([[-1.0, -1.0]]), torch.tensor([[-1.0]])], [torch.tensor([1.0]), torch.tensor([1.0])]
@@ -125,7 +76,7 @@ def test_deeplift_rescale_dense_on_the_saturating_toy(submission):
                  f"deeplift_rescale_dense on the saturating toy at {x.tolist()}")
 
 
-@pytest.mark.exercise("03.2", points=3, functions=["deeplift_rescale_dense"])
+@pytest.mark.exercise("03.1", points=3, functions=["deeplift_rescale_dense"])
 def test_deeplift_rescale_dense_on_random_networks(submission):
     fresh_seed()
     for depth in (1, 2, 3):
@@ -136,7 +87,7 @@ def test_deeplift_rescale_dense_on_random_networks(submission):
         _check_dense(submission, weights, biases, x, x_ref, int(torch.randint(0, k, ())), f"layer sizes {sizes}")
 
 
-@pytest.mark.exercise("03.2", points=3, functions=["deeplift_rescale_dense"])
+@pytest.mark.exercise("03.1", points=3, functions=["deeplift_rescale_dense"])
 def test_deeplift_rescale_dense_when_a_hidden_unit_does_not_change(submission):
     fresh_seed()
     # hidden unit 0 sees x1 - x2, which is the same at the input and at the reference: Delta z = 0 exactly,
@@ -153,7 +104,7 @@ def test_deeplift_rescale_dense_when_a_hidden_unit_does_not_change(submission):
                  "deeplift_rescale_dense with x_ref == x (nothing changed, so nothing to attribute)")
 
 
-# --- Exercise 3.3: reveal_cancel_multipliers(z_ref, delta_plus, delta_minus, activation) -----------------
+# --- Exercise 3.2: reveal_cancel_multipliers(z_ref, delta_plus, delta_minus, activation) -----------------
 def _reference_reveal_cancel(z_ref, dp, dm, activation=torch.relu, eps=1e-6):
     f = activation
     dy_plus = 0.5 * (f(z_ref + dp) - f(z_ref)) + 0.5 * (f(z_ref + dm + dp) - f(z_ref + dm))
@@ -180,7 +131,7 @@ def _check_reveal_cancel(submission, z_ref, dp, dm, activation, what):
         f"({what}) m_plus * delta_plus + m_minus * delta_minus should equal the change of the neuron's output"
 
 
-@pytest.mark.exercise("03.3", points=2, functions=["reveal_cancel_multipliers"])
+@pytest.mark.exercise("03.2", points=2, functions=["reveal_cancel_multipliers"])
 def test_reveal_cancel_on_the_min_network(submission):
     fresh_seed()
     # h = ReLU(i1 - i2) at reference 0: delta_plus = i1, delta_minus = -i2. For i1 > i2 > 0 the paper's
@@ -193,7 +144,7 @@ def test_reveal_cancel_on_the_min_network(submission):
     assert_close(got[1], torch.full((6,), 0.5), "m_minus on the min network (i1 > i2 > 0)")
 
 
-@pytest.mark.exercise("03.3", points=2, functions=["reveal_cancel_multipliers"])
+@pytest.mark.exercise("03.2", points=2, functions=["reveal_cancel_multipliers"])
 def test_reveal_cancel_on_random_neurons(submission):
     fresh_seed()
     n = int(torch.randint(5, 40, ()))
@@ -203,7 +154,7 @@ def test_reveal_cancel_on_random_neurons(submission):
     _check_reveal_cancel(submission, z_ref.view(n, 1), dp.view(n, 1), dm.view(n, 1), torch.tanh, "tanh, shape (n, 1)")
 
 
-@pytest.mark.exercise("03.3", points=2, functions=["reveal_cancel_multipliers"])
+@pytest.mark.exercise("03.2", points=2, functions=["reveal_cancel_multipliers"])
 def test_reveal_cancel_when_one_side_is_empty(submission):
     fresh_seed()
     n = 8
@@ -216,3 +167,59 @@ def test_reveal_cancel_when_one_side_is_empty(submission):
     for g in got:
         check_tensor(g, (n,), "a multiplier where one of delta_plus, delta_minus is 0 (return 0 there, not NaN)")
     _check_reveal_cancel(submission, z_ref, dp, dm, torch.relu, "one of delta_plus, delta_minus is 0")
+
+
+
+# --- Exercise 3.3: shapley_values(model, x, x_ref, target) -> (D,), graded by the Shapley axioms -------
+def _delta(model, x, x_ref, target):
+    with torch.no_grad():
+        return float(model(torch.stack([x, x_ref]))[:, target].diff().neg())
+
+
+def _check_efficiency(submission, model, x, x_ref, target, what):
+    got = call(submission.shapley_values, model, x, x_ref, target)
+    check_tensor(got, x.shape, f"shapley_values(model, x of shape {tuple(x.shape)}, x_ref, target)")
+    delta = _delta(model, x, x_ref, target)
+    assert abs(float(got.sum()) - delta) < 1e-4 * (1 + abs(delta)), (
+        f"{what}: efficiency: the values must add up to f(x) - f(x_ref) = {delta:.5f}, "
+        f"yours add up to {float(got.sum()):.5f}")
+    return got
+
+
+@pytest.mark.exercise("03.3", points=3, functions=["shapley_values"])
+def test_shapley_values_on_the_toy_by_hand(submission):
+    fresh_seed()
+    toy = models.Saturating()
+    for point, by_hand in (([1.0, 1.0], [0.5, 0.5]), ([1.4, 0.2], [0.9, 0.1]), ([0.2, 0.3], [0.2, 0.3])):
+        got = _check_efficiency(submission, toy, torch.tensor(point), torch.zeros(2), 0, f"toy at {point}")
+        assert_close(got, torch.tensor(by_hand), f"shapley_values of the saturating toy at {point}")
+
+
+@pytest.mark.exercise("03.3", points=3, functions=["shapley_values"])
+def test_shapley_values_of_an_affine_model_and_a_null_player(submission):
+    fresh_seed()
+    d = int(torch.randint(3, 8, ()))
+    model = random_mlp(d, 4, 2, depth=0)          # one Linear layer: affine
+    with torch.no_grad():
+        model[0].weight[:, 0] = 0.0               # input 0 is ignored
+    x, x_ref = torch.randn(d), torch.randn(d)
+    got = _check_efficiency(submission, model, x, x_ref, 1, "affine model")
+    expected = model[0].weight[1].detach() * (x - x_ref)
+    assert_close(got, expected, "shapley_values of an affine model (phi_i = w_i (x_i - x_ref_i))")
+
+
+@pytest.mark.exercise("03.3", points=3, functions=["shapley_values"])
+def test_shapley_values_of_a_random_network_are_efficient_and_symmetric(submission):
+    fresh_seed()
+    d = int(torch.randint(4, 8, ()))
+    model = random_mlp(d, 12, 3)
+    with torch.no_grad():
+        model[0].weight[:, 1] = model[0].weight[:, 0]   # inputs 0 and 1 play the same role
+        model[0].weight[:, d - 1] = 0.0                 # the last input is ignored
+    x, x_ref = torch.randn(d), torch.randn(d)
+    x[1], x_ref[1] = x[0], x_ref[0]
+    target = int(torch.randint(0, 3, ()))
+    got = _check_efficiency(submission, model, x, x_ref, target, "random network")
+    assert abs(float(got[0] - got[1])) < 1e-5, (
+        f"symmetry: inputs 0 and 1 play the same role and must get the same value, got {got[:2].tolist()}")
+    assert abs(float(got[d - 1])) < 1e-5, f"null player: the ignored last input must get 0, got {float(got[d - 1])}"
