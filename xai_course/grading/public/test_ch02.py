@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from xai_course.grading.checks import (assert_close, call, fresh_seed, random_cnn, random_mlp, reference_gradient,
-                                       saturating)
+from xai_course import models
+from xai_course.grading.checks import assert_close, call, fresh_seed, random_cnn, random_mlp, reference_gradient
 
 
 # --- Exercise 2.1: saturating_gradient(i) -> (N, 2), by hand -------------------------------------------
@@ -98,7 +98,7 @@ def _reference_gap(model, inputs, baseline, target):
 @pytest.mark.exercise("02.3", points=2, functions=["completeness_gap"])
 def test_completeness_gap_with_a_shared_baseline_and_int_target(submission):
     fresh_seed()
-    toy = saturating()
+    toy = models.Saturating()
     points = torch.cat([torch.rand(3, 2) * 0.4, 0.6 + torch.rand(3, 2)])  # below, then above the kink
     assert_close(call(submission.completeness_gap, toy, points, torch.zeros(2), 0),
                  torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]), "completeness_gap on the saturating toy")
