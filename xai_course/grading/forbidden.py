@@ -3,7 +3,7 @@
 An exercise must be implemented from scratch, so its functions (and the top-level helpers they call)
 may not use the package's own methods (``xai_course.attribution``) nor a reference library (Captum,
 zennit, shap, lime, Quantus, pytorch-grad-cam). This module reads the code's AST; the sandbox also
-blocks those imports at run time (see :mod:`~xai_course.grading._runner`).
+blocks them at run time (see :mod:`~xai_course.grading.worker`).
 """
 from __future__ import annotations
 

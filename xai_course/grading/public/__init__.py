@@ -1,1 +1,1 @@
-"""The public grading tests, one file per chapter (see :mod:`xai_course.grading.plugin` for the format)."""
+"""The public grading tests, one file per chapter (format: :mod:`xai_course.grading.checks`, book/grading.md)."""
