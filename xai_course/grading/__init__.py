@@ -5,7 +5,7 @@ One module per job:
 - :mod:`~xai_course.grading.markup`    the exercise markup of the chapter notebooks;
 - :mod:`~xai_course.grading.release`   writes the student notebooks (``python -m xai_course.grading release``);
 - :mod:`~xai_course.grading.cli`       ``xai-course-grade`` and ``xai-course-grade-class``: checks the options, then
-  ``exec``\ s the grader with its configuration in an anonymous file;
+  execs the grader with its configuration in an anonymous file;
 - :mod:`~xai_course.grading.grader`    the TRUSTED grader: forks the fork servers before loading any secret, imports
   the tests, grades each student in a child process, writes results.json and the CSV;
 - :mod:`~xai_course.grading.remote`    the grader's side of the workers: spawn, call, validate, kill everything;
