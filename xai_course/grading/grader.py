@@ -392,10 +392,12 @@ def _hidden_paths(config) -> list:
     for key in ("out", "results", "csv"):
         if config.get(key):
             paths.add(str(Path(config[key]).parent if key != "out" else Path(config[key])))
-    package = Path(__file__).resolve().parents[1]
-    root = package.parent
-    if (root / "pyproject.toml").exists():  # a source checkout: the notebooks and tests sit next to the package
-        paths.update(str(root / d) for d in ("notebooks", "tests", "book", "student", "_build", "benchmarks", ".git"))
+    packages = {Path(__file__).resolve().parents[1]} | {Path(d) for d in FORBIDDEN_DIRS if d.endswith("/xai_course")}
+    for package in packages:
+        root = package.parent
+        if (root / "pyproject.toml").exists():  # a source checkout: the notebooks and tests sit next to the package
+            paths.update(str(root / d) for d in ("notebooks", "tests", "book", "student", "_build", "benchmarks",
+                                                 ".git"))
     return sorted(p for p in (os.path.realpath(p) for p in paths) if os.path.exists(p) and p != "/")
 
 

@@ -70,8 +70,21 @@ def package_dir(name: str):
     return os.path.realpath(spec.origin) if spec.origin and os.path.isabs(spec.origin) else None
 
 
+def _editable_dirs():
+    """Where editable installs (setuptools' ``__editable__*finder`` modules) map these packages: another
+    checkout of the course may be importable that way even when this one comes first on sys.path."""
+    dirs = []
+    for name, module in list(sys.modules.items()):
+        mapping = getattr(module, "MAPPING", None) if name.startswith("__editable__") else None
+        if isinstance(mapping, dict):
+            dirs += [os.path.realpath(str(path)) for top, path in mapping.items()
+                     if top in FORBIDDEN or top == "xai_course"]
+    return dirs
+
+
 # Computed once, in the zygote: where the reference libraries and the course package are.
-FORBIDDEN_DIRS = tuple(d for d in (package_dir(n) for n in FORBIDDEN + ("xai_course",)) if d)
+FORBIDDEN_DIRS = tuple(sorted({d for d in [package_dir(n) for n in FORBIDDEN + ("xai_course",)] + _editable_dirs()
+                               if d}))
 
 
 def _python_dirs():
