@@ -86,20 +86,6 @@ def notebook_lines(notebooks: Iterable[dict]) -> Set[str]:
     return lines
 
 
-def package_lines(out: Path) -> Set[str]:
-    """The lines of the package's methods (outside ``xai_course/grading``): public, the chapters print them.
-
-    An exercise asks for a method of its own chapter without the package, so a solution line may well be
-    a line of the package (``x = inputs.detach().requires_grad_(True)``); that reveals nothing.
-    """
-    lines: Set[str] = set()
-    package = out / "xai_course"
-    for path in package.rglob("*.py") if package.is_dir() else []:
-        if "grading" not in path.relative_to(package).parts:
-            lines.update(l.strip() for l in path.read_text(encoding="utf-8", errors="replace").splitlines())
-    return lines
-
-
 def _text_lines(path: Path) -> Set[str]:
     text = path.read_text(encoding="utf-8", errors="replace")
     lines = {l.strip() for l in text.splitlines()}
@@ -117,16 +103,24 @@ def leak_check(out, masters: Dict[str, dict]) -> List[str]:
     """``"file: line"`` for every secret line found in a text file of ``out``."""
     out = Path(out)
     secret = secret_lines(masters.values())
-    public, package = notebook_lines(masters.values()), package_lines(out)
+    public, package = notebook_lines(masters.values()), release.package_lines(out / "xai_course")
     found = []
     for path in sorted(p for p in out.rglob("*") if p.is_file() and ".git" not in p.parts):
         if path.suffix not in TEXT_SUFFIXES or path.stat().st_size > 5_000_000:
             continue
-        for line in sorted(secret & _text_lines(path)):
-            short = len(line) <= release.GENERIC
-            if line in package or short and (line in public or path.suffix not in (".ipynb", ".md")):
-                continue                      # public anyway, or a short generic line in code
-            found.append(f"{path.relative_to(out).as_posix()}: {line}")
+        text = path.read_text(encoding="utf-8", errors="replace")
+        whole = _text_lines(path)
+        if path.suffix == ".ipynb":           # the cells' text, unescaped, besides the JSON itself
+            text += "\n" + "\n".join(sorted(whole))
+        for line in sorted(secret):
+            if line in package:
+                continue                      # public anyway: the chapters print the package
+            if len(line) > release.GENERIC:       # a long line: as a line, or pasted into a longer one
+                hit = line in whole or len(line) > release.PASTED and line in text
+            else:                             # a short generic line counts only where it could be pasted
+                hit = line in whole and path.suffix in (".ipynb", ".md") and line not in public
+            if hit:
+                found.append(f"{path.relative_to(out).as_posix()}: {line}")
     return found
 
 

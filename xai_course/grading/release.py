@@ -7,10 +7,11 @@ outputs and execution counts are stripped; everything else (the ``check`` cells 
 ``NotImplementedError`` for the student until the exercise is done) is unchanged.
 
 Leak check: every non-blank line of every solution block (and of every removed cell) must be absent
-from the student notebook. The one exception is a short, generic line (at most ``GENERIC`` characters,
-e.g. ``with torch.no_grad():`` or ``return out``) that the instructor notebook also uses outside the
-solutions: such a line gives nothing away. A solution pasted elsewhere (a hint in markdown, a demo
-cell) is caught.
+from the student notebook (one longer than ``PASTED`` characters also inside a longer line), unless it is
+a line of the package's methods, which the chapters print. The other exception is a short, generic line (at
+most ``GENERIC`` characters, e.g. ``with torch.no_grad():`` or ``return out``) that the instructor
+notebook also uses outside the solutions: such a line gives nothing away. A solution pasted elsewhere
+(a hint in markdown, a demo cell, a printed output) is caught.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from . import markup
 
 REMOVED_TAGS = {"solution", "hidden"}
 GENERIC = 30  # characters: a solution line this short that is also used outside the solutions is no leak
+PASTED = 50   # characters: a solution line this long is a leak also inside a longer line (a hint's sentence)
+PACKAGE = Path(__file__).resolve().parents[1]   # xai_course/: its methods are public (the chapters print them)
 
 
 class LeakError(RuntimeError):
@@ -49,7 +52,11 @@ def student_version(nb: dict) -> dict:
 
 
 def leaks(instructor: dict, student: dict) -> List[str]:
-    """Solution lines of ``instructor`` that appear in ``student`` (short generic lines excepted)."""
+    """Solution lines of ``instructor`` that appear in ``student`` (short generic lines excepted).
+
+    A line longer than :data:`GENERIC` counts wherever it appears, also inside a longer line (pasted into
+    a hint's sentence, a comment, an output); a short one only as a whole line that is not public.
+    """
     solution, public = set(), set()
     for cell in instructor.get("cells", []):
         code = markup.source(cell)
@@ -59,10 +66,42 @@ def leaks(instructor: dict, student: dict) -> List[str]:
             solution.update(l.strip() for l in code.splitlines() if l.strip())
             continue
         public.update(l.strip() for l in markup.strip_solutions(code, "?").splitlines() if l.strip())
-    text = {l.strip() for cell in student.get("cells", []) for l in markup.source(cell).splitlines()}
-    text |= {l.strip() for cell in student.get("cells", []) for out in cell.get("outputs", [])
-             for l in json.dumps(out).split("\\n")}
-    return sorted(line for line in solution if line in text and not (len(line) <= GENERIC and line in public))
+    package = package_lines(PACKAGE)
+    texts = [markup.source(cell) for cell in student.get("cells", [])]
+    texts += [_output_text(out) for cell in student.get("cells", [])
+              for out in cell.get("outputs", [])]
+    blob = "\n".join(texts)
+    whole = {l.strip() for text in texts for l in text.splitlines()}
+    found = []
+    for line in solution:
+        if line in package:
+            continue                                  # a line of the package's own methods
+        if line in whole and (len(line) > GENERIC or line not in public) or len(line) > PASTED and line in blob:
+            found.append(line)
+    return sorted(found)
+
+
+def package_lines(package: Path) -> set:
+    """The lines of the package's methods (``xai_course/`` outside ``grading/``): public, the chapters print
+    them. An exercise asks for a method of its chapter without the package, so a solution line may well be
+    one of the package's lines (``x = inputs.detach().requires_grad_(True)``); that reveals nothing."""
+    lines = set()
+    for path in Path(package).rglob("*.py") if Path(package).is_dir() else []:
+        if "grading" not in path.relative_to(package).parts:
+            lines.update(l.strip() for l in path.read_text(encoding="utf-8", errors="replace").splitlines())
+    lines.discard("")
+    return lines
+
+
+def _output_text(output: dict) -> str:
+    """The text of a notebook output (stream, result or error), whatever its storage."""
+    parts = []
+    for value in [output.get("text")] + list(output.get("data", {}).values()) + [output.get("traceback")]:
+        if isinstance(value, list):
+            parts.append("".join(v if isinstance(v, str) else "" for v in value))
+        elif isinstance(value, str):
+            parts.append(value)
+    return "\n".join(parts)
 
 
 def release(notebooks="notebooks", out="student") -> List[Path]:
