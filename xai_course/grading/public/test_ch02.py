@@ -62,14 +62,13 @@ def _check_halfway(submission, model, x, baseline, target, steps, what):
 def test_halfway_alpha_on_the_toy_and_a_linear_model(submission):
     fresh_seed()
     toy = models.Saturating()
-    got = _check_halfway(submission, toy, torch.ones(2), torch.zeros(2), 0, 101, "toy at (1, 1)")
-    assert abs(got - 0.25) < 1e-6, f"toy at (1, 1): y = min(1, 2 alpha) is half-way at 0.25, not {got}"
+    got = _check_halfway(submission, toy, torch.ones(2), torch.zeros(2), 0, 100, "toy at (1, 1)")
+    assert abs(got - 25 / 99) < 1e-6, (
+        f"toy at (1, 1): y = min(1, 2 alpha) is half-way at 1/4, so the answer is 25/99 of k / 99, not {got}")
     linear = nn.Sequential(nn.Linear(5, 2)).eval()
     x, baseline = torch.randn(5), torch.randn(5)
-    got = _check_halfway(submission, linear, x, baseline, 1, 21, "a linear model")
-    rounded_short = abs(_covered(linear, x, baseline, 1, 0.5) - 0.5) < 1e-5  # float32 can leave alpha = 0.5 a hair short
-    assert abs(got - 0.5) < 1e-6 or (rounded_short and abs(got - 0.55) < 1e-6), \
-        f"a linear model is half-way at alpha = 0.5, not {got}"
+    got = _check_halfway(submission, linear, x, baseline, 1, 20, "a linear model")
+    assert abs(got - 10 / 19) < 1e-6, f"a linear model is half-way at 1/2, so the answer is 10/19 of k / 19, not {got}"
 
 
 @pytest.mark.exercise("02.2", points=2, functions=["halfway_alpha"])
