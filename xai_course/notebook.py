@@ -47,7 +47,7 @@ def table(rows: Sequence[Sequence], columns: Sequence[str], digits: int = 3, cap
     lines = []
     if caption:
         lines += [f"**{caption}**", ""]
-    lines.append("| " + " | ".join(map(str, columns)) + " |")
+    lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in columns) + " |")
     lines.append("|" + "|".join(":--" if i == 0 else "--:" for i in range(len(columns))) + "|")
     lines += ["| " + " | ".join(_cell(v, digits) for v in row) + " |" for row in rows]
     text = "\n".join(lines)
