@@ -284,7 +284,8 @@ def test_named_baselines_by_hand():
     x = torch.tensor([[[[0.2, 0.8], [0.4, 0.6]]], [[[-1.0, 1.0], [3.0, 0.0]]]])
     assert torch.equal(make_baseline(x), torch.zeros_like(x))
     assert torch.equal(make_baseline(x, "zeros"), torch.zeros_like(x))
-    torch.testing.assert_close(make_baseline(x, "black"), torch.tensor([0.2, -1.0]).view(2, 1, 1, 1).expand_as(x))
+    assert torch.equal(make_baseline(x, "black"), torch.zeros_like(x))  # black is 0.0 in the whole course
+    torch.testing.assert_close(make_baseline(x, "min"), torch.tensor([0.2, -1.0]).view(2, 1, 1, 1).expand_as(x))
     torch.testing.assert_close(make_baseline(x, "white"), torch.tensor([0.8, 3.0]).view(2, 1, 1, 1).expand_as(x))
     torch.testing.assert_close(make_baseline(x, "grey"), torch.tensor([0.5, 1.0]).view(2, 1, 1, 1).expand_as(x))
     torch.testing.assert_close(make_baseline(x, 0.25), torch.full_like(x, 0.25))
@@ -375,7 +376,7 @@ def test_inputs_that_require_grad_and_delta_without_graph():
     model, x, target = make_architecture("mlp")
     x.requires_grad_(True)
     before = inputs_snapshot(x)
-    got, delta = deeplift(model, x, target, baseline="black", return_delta=True)
+    got, delta = deeplift(model, x, target, baseline="min", return_delta=True)
     assert_inputs_unchanged(before, x)
     assert got.grad_fn is None and delta.grad_fn is None
 

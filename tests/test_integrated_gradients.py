@@ -20,7 +20,7 @@ from torch import nn
 from conftest import ALL_ARCHITECTURES as ALL, BatchCounter, make, make_architecture
 from hygiene import assert_inputs_unchanged, assert_unchanged, inputs_snapshot, snapshot
 from xai_course.attribution import METHODS, gradient_shap, integrated_gradients, make_baseline
-from xai_course.attribution.integrated_gradients import METHODS as QUADRATURES
+from xai_course.attribution.integrated_gradients import RULES as QUADRATURES
 from xai_course.attribution.integrated_gradients import expected_gradients, quadrature
 from xai_course.models import Saturating
 
@@ -239,7 +239,8 @@ def test_baseline_names_build_what_they_say():
     low, high = x.flatten(1).min(1).values.view(3, 1, 1, 1), x.flatten(1).max(1).values.view(3, 1, 1, 1)
     assert torch.equal(make_baseline(x, None), torch.zeros_like(x))
     assert torch.equal(make_baseline(x, "zeros"), torch.zeros_like(x))
-    assert torch.equal(make_baseline(x, "black"), low.expand_as(x))
+    assert torch.equal(make_baseline(x, "black"), torch.zeros_like(x))  # black is 0.0 in the whole course
+    assert torch.equal(make_baseline(x, "min"), low.expand_as(x))
     assert torch.equal(make_baseline(x, "white"), high.expand_as(x))
     torch.testing.assert_close(make_baseline(x, "grey"), ((low + high) / 2).expand_as(x))
     uniform = make_baseline(x, "uniform")
@@ -250,7 +251,7 @@ def test_baseline_names_build_what_they_say():
     torch.testing.assert_close(make_baseline(flat, "blurred"), flat)
 
 
-@pytest.mark.parametrize("name", ["zeros", "black", "grey", "white", "blurred", "uniform", 0.25])
+@pytest.mark.parametrize("name", ["zeros", "black", "min", "grey", "white", "blurred", "uniform", 0.25])
 def test_every_baseline_name_equals_its_tensor_and_captum(name):
     model, x, target = make_architecture("resnet_style")
     ref = make_baseline(x, name)
