@@ -84,6 +84,8 @@ def test_subplots_keeps_figures_within_the_page():
         plotting.subplots(1, plotting.MAX_COLUMNS + 1)
     with pytest.raises(ValueError, match="width"):
         plotting.subplots(1, 2, width=1.5)
+    with pytest.raises(TypeError, match="size rule"):
+        plotting.subplots(1, 2, figsize=(12, 3))
     matplotlib.pyplot.close("all")
 
 
