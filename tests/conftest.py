@@ -155,3 +155,12 @@ def float32_atol(*magnitudes, ulps: float = 100.0) -> float:
     scale = max((float(m.detach().abs().max()) if isinstance(m, torch.Tensor) else abs(float(m)))
                 for m in magnitudes)
     return ulps * FLOAT32_EPS * max(scale, FLOAT32_EPS)
+
+
+# ---------------------------------------------------------------- hypothesis: the same examples everywhere
+# Property tests draw their examples from a fixed seed (derandomize) and keep no example database: every
+# machine and every run tests the same cases, so a pass or a failure is reproducible, not luck.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("course", derandomize=True, database=None, deadline=None)
+_hypothesis_settings.load_profile("course")
