@@ -28,6 +28,7 @@ import http.server
 import shutil
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -39,7 +40,8 @@ from check_html import toc_files  # noqa: E402  (the same list of pages as the H
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1280, "height": 900}  # a laptop screen: the article column is about 80 characters
-MATHJAX_TIMEOUT_MS = 30_000
+MATHJAX_TIMEOUT_MS = 60_000
+LOAD_TIMEOUT_MS = 120_000  # generous: a chapter page holds megabytes of figures, CI machines are loaded
 
 # Runs in the page once it has loaded and MathJax has finished. Returns what the checks need.
 INSPECT = r"""
@@ -116,15 +118,33 @@ def check_page(context, base: str, path: str, screen: Path) -> list[str]:
             r.abort("blockedbyclient")
 
     page.route("**/*", route)
+    in_flight: set[str] = set()
+    page.on("request", lambda r: in_flight.add(r.url) if not r.url.startswith("data:") else None)
+    page.on("requestfinished", lambda r: in_flight.discard(r.url))
+    page.on("requestfailed", lambda r: in_flight.discard(r.url))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(f"uncaught {e}"))
     missing: list[str] = []
     page.on("response", lambda r: missing.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.set_default_timeout(LOAD_TIMEOUT_MS)
     try:
         response = page.goto(base + path + ".html", wait_until="load")
         if response is None or response.status != 200:
             return [f"the page did not load (HTTP {response.status if response else '?'})"]
-        page.wait_for_load_state("networkidle")
+        # wait until what scripts load later (MathJax's fonts and extensions) has arrived: no request
+        # in flight for half a second (playwright's "networkidle" never came on pages full of data: URIs)
+        deadline, quiet_since = time.monotonic() + LOAD_TIMEOUT_MS / 1000, None
+        while time.monotonic() < deadline:
+            if in_flight:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > 0.5:
+                break
+            page.wait_for_timeout(100)
+        else:
+            problems.append(f"the page still loads files after {LOAD_TIMEOUT_MS // 1000} s: "
+                            f"{sorted(in_flight)[:3]}")
         page.wait_for_function("() => !window.MathJax || !MathJax.startup || MathJax.startup.promise",
                                timeout=MATHJAX_TIMEOUT_MS)
         seen = page.evaluate(INSPECT)
