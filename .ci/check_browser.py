@@ -7,7 +7,7 @@ The book is served from a local HTTP server on 127.0.0.1; every other request is
 sees the book as a student without internet does. Every page of ``_toc.yml`` fails on:
 
 - **raw LaTeX**: a math element that MathJax did not typeset, or LaTeX commands (``\\frac``, ``$$``)
-  left as text outside code;
+  left as text outside code; a displayed formula wider than the page (cut off at its edge);
 - **a missing or broken image** (an ``<img>`` that did not load);
 - **a request outside the book** (a CDN script, a web font): offline it fails, so the page would read
   differently without internet;
@@ -50,11 +50,15 @@ async () => {
     await MathJax.startup.promise;
   }
   const article = document.querySelector("article") || document.body;
-  const out = {math: 0, raw_math: [], raw_latex: [], images: 0, broken_images: [], wide: []};
+  const out = {math: 0, raw_math: [], wide_math: [], raw_latex: [], images: 0, broken_images: [], wide: []};
   for (const el of article.querySelectorAll(".math")) {
     out.math += 1;
     if (!el.querySelector("mjx-container") && !el.closest("mjx-container")) {
       out.raw_math.push(el.textContent.trim().slice(0, 80));
+    } else if (el.tagName === "DIV") {  // a displayed formula: MathJax's container scrolls when too wide
+      const c = el.querySelector("mjx-container") || el;
+      const over = Math.max(c.scrollWidth - c.clientWidth, el.scrollWidth - el.clientWidth);
+      if (over > 1) out.wide_math.push({over: over, text: el.textContent.trim().slice(0, 60)});
     }
   }
   // LaTeX commands left as plain text (math that was never recognised as math), outside code and math.
@@ -156,6 +160,8 @@ def check_page(context, base: str, path: str, screen: Path) -> list[str]:
     if seen["raw_math"]:
         problems.append(f"{len(seen['raw_math'])} of {seen['math']} formulas not typeset, e.g. "
                         f"{seen['raw_math'][0]!r} (is MathJax served with the book?)")
+    for w in seen["wide_math"]:
+        problems.append(f"a displayed formula is {w['over']} px wider than the page (cut off): {w['text']!r}")
     for text in seen["raw_latex"][:3]:
         problems.append(f"LaTeX shown as text: {text!r}")
     for src in seen["broken_images"]:
