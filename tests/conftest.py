@@ -139,3 +139,28 @@ class BatchCounter:
 
     def __exit__(self, *exc):
         self.handle.remove()
+
+
+# ---------------------------------------------------------------- float32 tolerances
+FLOAT32_EPS = torch.finfo(torch.float32).eps  # 1.19e-7: the spacing of float32 numbers near 1
+
+
+def float32_atol(*magnitudes, ulps: float = 100.0) -> float:
+    """An absolute tolerance for comparing float32 results: ``ulps`` × eps × the largest magnitude given
+    (tensors: their largest |element|; numbers). An element near zero that comes out of sums and
+    cancellations of terms of size S carries an error of a few eps × S, whatever its own size, and the
+    error changes with the order of the sums (AVX2 or AVX-512 kernels, batch size, thread count). 100 eps
+    (1.2e-5 relative to the magnitudes) covers that with room and stays orders of magnitude below the
+    errors the tests look for (a wrong rule or a wrong sum is off by a sizeable fraction of S)."""
+    scale = max((float(m.detach().abs().max()) if isinstance(m, torch.Tensor) else abs(float(m)))
+                for m in magnitudes)
+    return ulps * FLOAT32_EPS * max(scale, FLOAT32_EPS)
+
+
+# ---------------------------------------------------------------- hypothesis: the same examples everywhere
+# Property tests draw their examples from a fixed seed (derandomize) and keep no example database: every
+# machine and every run tests the same cases, so a pass or a failure is reproducible, not luck.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("course", derandomize=True, database=None, deadline=None)
+_hypothesis_settings.load_profile("course")

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from conftest import ARCHITECTURES, make_architecture
+from conftest import ARCHITECTURES, float32_atol, make_architecture
 from hygiene import assert_inputs_unchanged, assert_unchanged, inputs_snapshot, snapshot
 from xai_course.attribution import METHODS, input_x_gradient, saliency
 from xai_course.models import Circle, Saturating
@@ -82,7 +82,7 @@ def test_saliency_matches_captum(arch, abs_):
     ours = saliency(model, x, target, abs=abs_)
     theirs = Saliency(model).attribute(x, target=target, abs=abs_)
     assert ours.shape == x.shape
-    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=float32_atol(theirs))
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
@@ -90,7 +90,7 @@ def test_input_x_gradient_matches_captum(arch):
     model, x, target = make_architecture(arch)
     ours = input_x_gradient(model, x, target)
     theirs = InputXGradient(model).attribute(x, target=target)
-    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=float32_atol(theirs))
 
 
 @pytest.mark.parametrize("target_form", ["int", "list", "tensor", "tensor0d", "numpy", "numpy_int"])

@@ -9,7 +9,7 @@ import torch
 from captum.attr import GuidedBackprop
 from torch import nn
 
-from conftest import ARCHITECTURES, make_architecture
+from conftest import ARCHITECTURES, float32_atol, make_architecture
 from hygiene import assert_inputs_unchanged, assert_unchanged, inputs_snapshot, snapshot
 from reference_twins import EXTRA_ARCHITECTURES, captum_twin, make_any_architecture
 from xai_course.attribution import METHODS, guided_backprop, saliency
@@ -112,7 +112,7 @@ def test_batch_independence_and_determinism():
     assert torch.equal(full, guided_backprop(model, x, target))
     for i in range(3):
         torch.testing.assert_close(guided_backprop(model, x[i:i + 1], target[i:i + 1]), full[i:i + 1],
-                                   rtol=1e-5, atol=1e-7)
+                                   rtol=1e-5, atol=float32_atol(full))
 
 
 # ---------------------------------------------------------------- hygiene

@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from conftest import ALL_ARCHITECTURES as ALL, BatchCounter, make, make_architecture
+from conftest import ALL_ARCHITECTURES as ALL, BatchCounter, float32_atol, make, make_architecture
 from hygiene import assert_inputs_unchanged, assert_unchanged, inputs_snapshot, snapshot
 from xai_course.attribution import METHODS, gradient_shap, integrated_gradients, make_baseline
-from xai_course.attribution.integrated_gradients import METHODS as QUADRATURES
+from xai_course.attribution.integrated_gradients import RULES as QUADRATURES
 from xai_course.attribution.integrated_gradients import expected_gradients, quadrature
 from xai_course.models import Saturating
 
@@ -205,7 +205,8 @@ def test_matches_captum_for_every_rule(arch, method):
 def test_default_baseline_and_steps_match_captum_defaults(arch):
     model, x, target = make(arch)
     torch.testing.assert_close(integrated_gradients(model, x, target),
-                               IntegratedGradients(model).attribute(x, target=target), rtol=1e-4, atol=1e-6)
+                               IntegratedGradients(model).attribute(x, target=target), rtol=1e-4,
+                               atol=float32_atol(x, integrated_gradients(model, x, target)))
 
 
 def test_double_precision():
@@ -230,7 +231,7 @@ def test_batch_size_gives_the_same_result_and_bounds_each_pass(arch, batch_size)
     with BatchCounter(model) as chunked:
         got = integrated_gradients(model, x, target, steps=steps, method="riemann_middle", batch_size=batch_size)
     assert max(chunked.sizes) <= batch_size and sum(chunked.sizes) == steps * len(x)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=float32_atol(expected))
 
 
 # ---------------------------------------------------------------- baselines
@@ -239,7 +240,8 @@ def test_baseline_names_build_what_they_say():
     low, high = x.flatten(1).min(1).values.view(3, 1, 1, 1), x.flatten(1).max(1).values.view(3, 1, 1, 1)
     assert torch.equal(make_baseline(x, None), torch.zeros_like(x))
     assert torch.equal(make_baseline(x, "zeros"), torch.zeros_like(x))
-    assert torch.equal(make_baseline(x, "black"), low.expand_as(x))
+    assert torch.equal(make_baseline(x, "black"), torch.zeros_like(x))  # black is 0.0 in the whole course
+    assert torch.equal(make_baseline(x, "min"), low.expand_as(x))
     assert torch.equal(make_baseline(x, "white"), high.expand_as(x))
     torch.testing.assert_close(make_baseline(x, "grey"), ((low + high) / 2).expand_as(x))
     uniform = make_baseline(x, "uniform")
@@ -250,7 +252,7 @@ def test_baseline_names_build_what_they_say():
     torch.testing.assert_close(make_baseline(flat, "blurred"), flat)
 
 
-@pytest.mark.parametrize("name", ["zeros", "black", "grey", "white", "blurred", "uniform", 0.25])
+@pytest.mark.parametrize("name", ["zeros", "black", "min", "grey", "white", "blurred", "uniform", 0.25])
 def test_every_baseline_name_equals_its_tensor_and_captum(name):
     model, x, target = make_architecture("resnet_style")
     ref = make_baseline(x, name)
@@ -273,7 +275,7 @@ def test_baseline_tensor_shared_or_per_example():
     got = integrated_gradients(model, x, target, baseline=per_example, steps=4)
     for n in range(len(x)):  # each example is explained against its own baseline
         alone = integrated_gradients(model, x[n:n + 1], target[n:n + 1], baseline=per_example[n], steps=4)
-        torch.testing.assert_close(got[n:n + 1], alone, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got[n:n + 1], alone, rtol=1e-5, atol=float32_atol(got))
 
 
 def test_baseline_equal_to_input_gives_zero():

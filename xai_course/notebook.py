@@ -36,10 +36,18 @@ def _cell(value, digits: int) -> str:
     return str(value).replace("|", "\\|")
 
 
+def _is_number(value) -> bool:
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
 def table(rows: Sequence[Sequence], columns: Sequence[str], digits: int = 3, caption: Optional[str] = None):
     """Display ``rows`` under ``columns`` as a Markdown table (a real table in the book and in Jupyter).
 
-    Floats get ``digits`` decimals (scientific notation when tiny or huge). Returns the Markdown text.
+    Floats get ``digits`` decimals (``digits`` significant digits below 10^-(digits-1), scientific
+    notation when tinier or huge), ints thousands separators; number columns are right-aligned.
+    Returns the Markdown text (end the cell with ``;`` so it is not shown twice).
     """
     for i, row in enumerate(rows):
         if len(row) != len(columns):
@@ -48,7 +56,9 @@ def table(rows: Sequence[Sequence], columns: Sequence[str], digits: int = 3, cap
     if caption:
         lines += [f"**{caption}**", ""]
     lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in columns) + " |")
-    lines.append("|" + "|".join(":--" if i == 0 else "--:" for i in range(len(columns))) + "|")
+    # numbers right-aligned (digits line up), anything else left-aligned
+    lines.append("|" + "|".join("--:" if rows and all(_is_number(row[i]) for row in rows) else ":--"
+                                for i in range(len(columns))) + "|")
     lines += ["| " + " | ".join(_cell(v, digits) for v in row) + " |" for row in rows]
     text = "\n".join(lines)
     try:

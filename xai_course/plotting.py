@@ -49,6 +49,9 @@ def subplots(nrows: int = 1, ncols: int = 1, height: Optional[float] = None, wid
                          "split the figure into rows or into two figures")
     if not 0 < width <= 1:
         raise ValueError(f"width is a share of the page width in (0, 1], got {width}")
+    if "figsize" in kwargs:
+        raise TypeError("subplots sets the figure size by the size rule: give width (a share of the "
+                        "page width) and height (inches) instead of figsize")
     fig_width = PAGE_WIDTH * width
     if height is None:
         height = min(9.0, fig_width / ncols * nrows * 1.05)

@@ -7,16 +7,21 @@ The helpers here make that contract hold in one place:
 - :func:`explaining` puts the model in eval mode, enables autograd (also under an outer
   ``torch.no_grad()``) and restores the mode afterwards, whatever happens;
 - :func:`target_logits` runs the model and checks it returns logits ``(N, classes)``;
-- :func:`gradient_of_target` is d logit[target] / d inputs, the building block of the gradient chapters.
+- :func:`gradient_of_target` is d logit[target] / d inputs, the building block of the gradient chapters;
+- :func:`check_int`, :func:`check_number`, :func:`check_batch_size` and :func:`make_generator` check the
+  shared options (``steps``, ``samples``, ``noise``, ``batch_size``, ``seed``) with one wording;
+- :func:`batches` is the one batching loop: the ``(start, end)`` ranges of at most ``batch_size``.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import warnings
 from numbers import Integral
-from typing import Callable, Dict, Sequence, Union
+from numbers import Real
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -85,6 +90,52 @@ def check_target(target: Target, n: int) -> torch.Tensor:
     if target.shape != (n,):
         raise ValueError(f"target must give one class per example: {n} of them, got shape {tuple(target.shape)}")
     return target
+
+
+def check_int(value, name: str, minimum: int = 1, allow_none: bool = False) -> Optional[int]:
+    """An int (not a bool, not a float such as 2.0) >= ``minimum``, or None if ``allow_none``.
+
+    A bad value is a ``ValueError`` that names the parameter: "samples must be a positive int, got 0".
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
+
+
+def check_number(value, name: str, minimum: float = 0.0, meaning: str = "") -> float:
+    """A real number (not a bool, not a string) >= ``minimum``, as a float; ``meaning`` ends the error.
+
+    "noise must be a number >= 0 (a fraction of each input's range), got -0.1".
+    """
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{name} must be a number >= {minimum:g}{f' ({meaning})' if meaning else ''}, "
+                         f"got {value!r}")
+    return float(value)
+
+
+def check_batch_size(batch_size) -> Optional[int]:
+    """``batch_size``: a positive int, or None for everything in one batch."""
+    return check_int(batch_size, "batch_size", allow_none=True)
+
+
+def make_generator(seed, device) -> Optional[torch.Generator]:
+    """A private generator seeded with ``seed``; None (torch's global generator) when ``seed`` is None."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, Integral):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+def batches(total: int, batch_size: Optional[int]) -> Iterator[Tuple[int, int]]:
+    """The ``(start, end)`` ranges that cover ``range(total)`` in order, each at most ``batch_size`` long
+    (one range, everything at once, for ``batch_size=None``). Every batched loop of the package uses it."""
+    size = batch_size or max(total, 1)
+    for start in range(0, total, size):
+        yield start, min(start + size, total)
 
 
 def check_call(model, inputs, target):

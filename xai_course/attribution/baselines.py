@@ -4,7 +4,10 @@ IG, DeepLIFT and their SHAP variants explain f(x) - f(x') for a baseline x' mean
 003 names the usual choices; ``make_baseline(inputs, name)`` builds them per image:
 
 - ``"zeros"`` (also ``None``): all zeros, Captum's default;
-- ``"black"``, ``"white"``: each image's own minimum / maximum value (the darkest / brightest it has);
+- ``"black"``: 0.0 everywhere, the same as ``"zeros"``: the course's images are in [0, 1], so black is
+  zero in every chapter (one meaning for the whole course; Quantus's "black" is the per-image minimum,
+  which is ``"min"`` here);
+- ``"min"``, ``"white"``: each image's own minimum / maximum value (the darkest / brightest it has);
 - ``"grey"``: the midpoint (min + max) / 2 of each image;
 - ``"blurred"``: the image under a Gaussian blur of standard deviation ``max(H, W) / 10`` pixels
   (edges and texture removed, colours kept);
@@ -18,7 +21,7 @@ from typing import Optional, Union
 
 import torch
 
-NAMES = ("zeros", "black", "grey", "white", "blurred", "uniform")
+NAMES = ("zeros", "black", "min", "grey", "white", "blurred", "uniform")
 Baseline = Union[None, str, float, torch.Tensor]
 
 
@@ -40,14 +43,14 @@ def make_baseline(inputs: torch.Tensor, baseline: Baseline = None, seed: Optiona
     per_image = inputs.detach().flatten(1)
     shape = (-1,) + (1,) * (inputs.ndim - 1)
     low, high = per_image.min(1).values.view(shape), per_image.max(1).values.view(shape)
-    if baseline is None or (isinstance(baseline, str) and baseline == "zeros"):
+    if baseline is None or (isinstance(baseline, str) and baseline in ("zeros", "black")):
         return torch.zeros_like(inputs)
     if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
         if not math.isfinite(baseline):
             raise ValueError(f"{name} must be finite, got {baseline!r}")
         return torch.full_like(inputs, float(baseline))
     if isinstance(baseline, str):
-        if baseline == "black":
+        if baseline == "min":
             return low.expand_as(inputs).clone()
         if baseline == "white":
             return high.expand_as(inputs).clone()

@@ -26,19 +26,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._core import Target, check_call, explaining, register, target_logits
+from ._core import (Target, batches, check_batch_size, check_call, check_int, check_number, explaining,
+                    make_generator, register, target_logits)
 from .baselines import Baseline, make_baseline
 
-METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
+# the integration rules (quadratures) of ``integrated_gradients(method=...)``; not the registry METHODS
+RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
 
 def quadrature(method: str, steps: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Points α_k in [0, 1] and weights w_k (float64) of an integration rule with ``steps`` points."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 2:
-        raise ValueError(f"steps must be an int >= 2, got {steps!r}")
-    m = steps
+    if method not in RULES:
+        raise ValueError(f"method must be one of {', '.join(map(repr, RULES))}, got {method!r}")
+    m = check_int(steps, "steps", minimum=2)
     if method == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(m)
         return torch.from_numpy(0.5 * (nodes + 1)), torch.from_numpy(0.5 * weights)
@@ -58,9 +58,7 @@ def path_gradients(model, inputs, baseline, target, alphas, weights, batch_size)
     alphas, weights = alphas.to(inputs), weights.to(inputs)
     shape = (-1,) + (1,) * inputs.ndim
     total_points = len(alphas) * n                          # path point j = k n + i: step k of example i
-    chunk = batch_size or total_points
-    for start in range(0, total_points, chunk):
-        end = min(start + chunk, total_points)
+    for start, end in batches(total_points, batch_size):
         first, last = start // n, (end - 1) // n + 1         # the steps this chunk touches
         a, w = alphas[first:last].view(shape), weights[first:last].view(shape)
         points = (baseline + a * difference).flatten(0, 1)[start - first * n:end - first * n].requires_grad_(True)
@@ -87,8 +85,7 @@ def integrated_gradients(model: nn.Module, inputs: torch.Tensor, target: Target,
     """
     model, inputs, target = check_call(model, inputs, target)
     alphas, weights = quadrature(method, steps)
-    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    batch_size = check_batch_size(batch_size)
     x, x_ref = inputs.detach(), make_baseline(inputs, baseline)
     with explaining(model):
         attributions = (x - x_ref) * path_gradients(model, x, x_ref, target, alphas, weights, batch_size)
@@ -108,15 +105,6 @@ def range_noise(inputs: torch.Tensor, noise: float, samples: int, generator) -> 
     return draws * sigma
 
 
-def make_generator(seed: Optional[int], device) -> Optional[torch.Generator]:
-    """A private generator seeded with ``seed``; None (torch's global generator) when ``seed`` is None."""
-    if seed is None:
-        return None
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-    return torch.Generator(device=device).manual_seed(seed)
-
-
 @register("gradient_shap")
 def gradient_shap(model: nn.Module, inputs: torch.Tensor, target: Target, baselines: torch.Tensor,
                   samples: int = 5, noise: float = 0.0, seed: Optional[int] = None) -> torch.Tensor:
@@ -132,10 +120,8 @@ def gradient_shap(model: nn.Module, inputs: torch.Tensor, target: Target, baseli
         raise TypeError(f"baselines must be {expected}, got {type(baselines).__name__}")
     if baselines.ndim != inputs.ndim or baselines.shape[1:] != inputs.shape[1:] or len(baselines) == 0:
         raise ValueError(f"baselines must be {expected} with B >= 1, got shape {tuple(baselines.shape)}")
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
-        raise ValueError(f"samples must be a positive int, got {samples!r}")
-    if not isinstance(noise, (int, float)) or isinstance(noise, bool) or noise < 0:
-        raise ValueError(f"noise must be a number >= 0 (a fraction of each input's range), got {noise!r}")
+    samples = check_int(samples, "samples")
+    noise = check_number(noise, "noise", meaning="a fraction of each input's range")
     references = make_baseline(baselines, baselines, name="baselines").to(inputs.dtype)
     n, generator = inputs.shape[0], make_generator(seed, inputs.device)
     noisy = inputs.detach().unsqueeze(1) + range_noise(inputs, float(noise), samples, generator)
