@@ -36,7 +36,8 @@ def vgg_bn(seed=0):
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
                           nn.AvgPool2d(2), nn.Flatten(), nn.Linear(8 * 4 * 4, 16), nn.ReLU(), nn.Linear(16, 4))
-    return _randomise_batchnorm(model, seed).eval(), torch.rand(3, 3, 16, 16), torch.tensor([0, 3, 1])
+    # inputs in [0, 10]: logits of order 0.1, far enough above the stabiliser 1e-6 of z⁺ and αβ
+    return _randomise_batchnorm(model, seed).eval(), 10 * torch.rand(3, 3, 16, 16), torch.tensor([0, 3, 1])
 
 
 def course_resnet_twin(model):
@@ -172,12 +173,31 @@ def bias_free(model):
                                            ("alpha_beta", {}), ("alpha_beta", {"alpha": 1.0, "beta": 0.0})])
 @pytest.mark.parametrize("arch", ["course_cnn", "course_resnet", "vgg_bn"])
 def test_conservation_on_bias_free_relu_nets(arch, rule, options):
+    """Exact for LRP-0 and small ε; for z⁺ and αβ only where every output that receives relevance has
+    positive (and, for β > 0, negative) contributions: true after ReLUs, not after a residual sum,
+    which hands relevance to negative convolution outputs (checked separately below)."""
+    if arch == "course_resnet" and rule in ("z_plus", "alpha_beta"):
+        pytest.skip("see test_z_plus_loses_relevance_at_residual_sums")
     model, x, target = model_for(arch)
     model = bias_free(model)
     with torch.no_grad():
         logit = model(x).gather(1, target[:, None]).squeeze(1)
     total = lrp(model, x, target, rule=rule, **options).flatten(1).sum(1)
     torch.testing.assert_close(total, logit, rtol=1e-4, atol=1e-5 * logit.abs().max().item())
+
+
+def test_z_plus_loses_relevance_at_residual_sums():
+    """Pinned: in the bias-free course ResNet Σ R under z⁺ is not f(x) (measured 1.004 f(x)): a residual
+    sum hands relevance to convolution outputs with no positive contribution, where z⁺ has nothing to pass
+    it to, independent of the stabiliser; ε keeps f(x)."""
+    model, x, target = model_for("course_resnet")
+    model = bias_free(model)
+    with torch.no_grad():
+        logit = model(x).gather(1, target[:, None]).squeeze(1)
+    kept = lrp(model, x, target, rule="z_plus").flatten(1).sum(1) / logit
+    assert ((kept - 1).abs() > 1e-4).any() and ((kept - 1).abs() < 0.5).all()
+    torch.testing.assert_close(lrp(model, x, target, rule="epsilon", epsilon=1e-9).flatten(1).sum(1), logit,
+                               rtol=1e-4, atol=1e-5 * logit.abs().max().item())
 
 
 # --------------------------------------------------------------------------------- hygiene and errors

@@ -17,13 +17,14 @@ bias and the stabiliser) the sum, so that f(x) ≈ Σ_i R_i at the input:
 """
 from __future__ import annotations
 
+import contextlib
 from numbers import Real
 
 import torch
 from torch import nn
 
 from ._core import Target, check_call, explaining, register, target_logits
-from .lrp_rules import AlphaBeta, Epsilon, Flat, Gamma, Layer, LRPRule, WSquare, Zero, ZBox, ZPlus, stabilize
+from .lrp_rules import AlphaBeta, Epsilon, Flat, Gamma, Layer, LRPRule, WSquare, Zero, ZBox, ZPlus, divide
 from .rules import NONLINEAR, Rule, backward_rules, refusing, vjp
 
 
@@ -93,13 +94,17 @@ class Pass(Rule):
 class Norm(Rule):
     """Average pooling as a linear layer with positive weights: R_in = x ⊙ ∇f(R ⊘ f(x))."""
 
+    def __init__(self, stabilizer: float = 1e-6):
+        self.stabilizer = stabilizer
+
     def backward(self, x, y, grad_y, f):
-        return x * vjp(f, x, grad_y / stabilize(y, 1e-6))
+        return x * vjp(f, x, divide(grad_y, y, self.stabilizer))
 
 
 class _Split(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, v, inplace):
+    def forward(ctx, u, v, inplace, stabilizer):
+        ctx.stabilizer = stabilizer
         ctx.save_for_backward(u.clone() if inplace else u, v)
         if inplace:
             ctx.mark_dirty(u)
@@ -109,19 +114,22 @@ class _Split(torch.autograd.Function):
     @staticmethod
     def backward(ctx, R):
         u, v = ctx.saved_tensors
-        s = R / stabilize(u + v, 1e-6)
-        return u * s, v * s, None
+        s = divide(R, u + v, ctx.stabilizer)
+        return u * s, v * s, None, None
 
 
 class SplitSum(Rule):
     """u + v of two tensors computed from the input: R_u = u·R/(u + v), R_v = v·R/(u + v)."""
+
+    def __init__(self, stabilizer: float = 1e-6):
+        self.stabilizer = stabilizer
 
     def apply(self, engine, x, f, inplace, call):
         other = call.args[1] if len(call.args) > 1 else None
         if (not isinstance(other, torch.Tensor) or x.grad_fn is None or other.grad_fn is None or call.kwargs
                 or len(call.args) > 2 or other.shape != x.shape):
             return call.function(*call.args, **call.kwargs)   # a constant term: like a bias
-        return _Split.apply(x, other, inplace)
+        return _Split.apply(x, other, inplace, self.stabilizer)
 
 
 LINEAR_TYPES, CONV_TYPES = (nn.Linear,), (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -172,6 +180,25 @@ def _check(rule, composite, epsilon, gamma, alpha, beta, low, high):
         raise ValueError(f"low must be below high (the input's bounds for z^B), got low={low}, high={high}")
 
 
+@contextlib.contextmanager
+def relevance_rules(model, rule="epsilon", composite=None, epsilon=1e-6, gamma=0.25, alpha=2.0, beta=1.0, low=0.0,
+                    high=1.0):
+    """Inside this block, backward passes through ``model`` propagate relevance instead of the gradient.
+
+    The signal that reaches any tensor of the forward pass is its relevance R: the chapter uses this to
+    show conservation at every layer. Arguments as for :func:`lrp` (checked there).
+    """
+    by_weight, dense, conv = assign_rules(model, rule, composite, epsilon, gamma, alpha, beta, low, high)
+    stabilizer = 0.0 if composite is None and rule == "zero" else 1e-6   # LRP-0: exact shares everywhere
+    table = {"linear": LayerRule(by_weight, dense), "conv": LayerRule(by_weight, conv),
+             "batch_norm": FoldBatchNorm(), "add": SplitSum(stabilizer), "avg_pool": Norm(stabilizer)}
+    table |= {k: Pass() for k in ("relu", "leaky_relu", "elu", "tanh")}
+    refuse = refusing(NONLINEAR - {"max_pool"}, "lrp", table)
+    refuse |= {k: f"lrp has no rule for '{k}'" for k in ("conv_transpose", "normalization")}
+    with explaining(model), backward_rules(table, refuse) as engine:
+        yield engine
+
+
 @register("lrp")
 def lrp(model: nn.Module, inputs: torch.Tensor, target: Target, rule: str = "epsilon", composite=None,
         epsilon: float = 1e-6, gamma: float = 0.25, alpha: float = 2.0, beta: float = 1.0, low=0.0, high=1.0):
@@ -185,13 +212,7 @@ def lrp(model: nn.Module, inputs: torch.Tensor, target: Target, rule: str = "eps
     """
     _check(rule, composite, epsilon, gamma, alpha, beta, low, high)
     model, inputs, target = check_call(model, inputs, target)
-    by_weight, dense, conv = assign_rules(model, rule, composite, epsilon, gamma, alpha, beta, low, high)
-    table = {"linear": LayerRule(by_weight, dense), "conv": LayerRule(by_weight, conv),
-             "batch_norm": FoldBatchNorm(), "add": SplitSum(), "avg_pool": Norm()}
-    table |= {k: Pass() for k in ("relu", "leaky_relu", "elu", "tanh")}
-    refuse = refusing(NONLINEAR - {"max_pool"}, "lrp", table)
-    refuse |= {k: f"lrp has no rule for '{k}'" for k in ("conv_transpose", "normalization")}
-    with explaining(model), backward_rules(table, refuse):
+    with relevance_rules(model, rule, composite, epsilon, gamma, alpha, beta, low, high):
         x = inputs.detach().requires_grad_(True)
         logits = target_logits(model, x.clone(), target)
         (relevance,) = torch.autograd.grad(logits, x, logits.detach())   # R = f(x) at the output

@@ -27,6 +27,13 @@ def stabilize(z: Tensor, epsilon: float) -> Tensor:
     return z + ((z == 0).to(z) + z.sign()) * epsilon
 
 
+def divide(R: Tensor, z: Tensor, epsilon: float) -> Tensor:
+    """s = R ⊘ z, stabilised by ε; with ε = 0 exact, and 0 where z = 0 (LRP-0)."""
+    if epsilon == 0:
+        return torch.where(z == 0, 0.0, R / z)
+    return R / stabilize(z, epsilon)
+
+
 class Layer:
     """One call ``y = function(a, weight, bias, **options)`` of F.linear or F.conv1d/2d/3d."""
 
@@ -96,8 +103,7 @@ class Zero(Epsilon):
         super().__init__(0.0)
 
     def relevance(self, a, R, layer, z):
-        s = torch.where(z == 0, 0.0, R / z)
-        return a * layer.gradient(a, s, layer.weight)
+        return a * layer.gradient(a, divide(R, z, 0.0), layer.weight)
 
 
 def _signed(a, R, layer, w_pos, w_neg, b, epsilon):
