@@ -29,11 +29,11 @@ from .rules import NONLINEAR, Rule, backward_rules, refusing, vjp
 
 
 class _Relevance(torch.autograd.Function):
-    """y = layer(a) (or ``compute()``) forward; backward: the rule's relevance of a from that of y."""
+    """Forward y = layer(a) (or compute()); backward: the rule's R of a."""
 
     @staticmethod
     def forward(ctx, a, layer, rule, compute):
-        y = layer(a, layer.weight, layer.bias) if compute is None else compute()
+        y = compute() if compute else layer(a, layer.weight, layer.bias)
         # a copy of z: an in-place ReLU may overwrite y
         ctx.save_for_backward(a, y.clone() if rule.needs_output else None)
         ctx.layer, ctx.rule = layer, rule
@@ -60,7 +60,7 @@ class LayerRule(Rule):
         layer = Layer(call.function, weight, bias, options)
         rule = self.by_weight.get(id(weight), self.default)
         y = _Relevance.apply(x, layer, rule, None)
-        engine.state[id(y)] = (y, x, layer, rule)             # for a BatchNorm that follows
+        engine.state[id(y)] = (y, x, layer, rule)   # for a BatchNorm after it
         return y
 
 
@@ -181,20 +181,26 @@ def _check(rule, composite, epsilon, gamma, alpha, beta, low, high):
 
 
 @contextlib.contextmanager
-def relevance_rules(model, rule="epsilon", composite=None, epsilon=1e-6, gamma=0.25, alpha=2.0, beta=1.0, low=0.0,
-                    high=1.0):
-    """Inside this block, backward passes through ``model`` propagate relevance instead of the gradient.
+def relevance_rules(model, rule="epsilon", composite=None, epsilon=1e-6,
+                    gamma=0.25, alpha=2.0, beta=1.0, low=0.0, high=1.0):
+    """In this block, backward passes through ``model`` propagate relevance.
 
-    The signal that reaches any tensor of the forward pass is its relevance R: the chapter uses this to
-    show conservation at every layer. Arguments as for :func:`lrp` (checked there).
+    The signal that reaches any tensor of the forward pass is its relevance
+    R (the chapter shows conservation at every layer with it). Arguments as
+    for :func:`lrp` (checked there).
     """
-    by_weight, dense, conv = assign_rules(model, rule, composite, epsilon, gamma, alpha, beta, low, high)
-    stabilizer = 0.0 if composite is None and rule == "zero" else 1e-6   # LRP-0: exact shares everywhere
-    table = {"linear": LayerRule(by_weight, dense), "conv": LayerRule(by_weight, conv),
-             "batch_norm": FoldBatchNorm(), "add": SplitSum(stabilizer), "avg_pool": Norm(stabilizer)}
+    by_weight, dense, conv = assign_rules(model, rule, composite, epsilon,
+                                          gamma, alpha, beta, low, high)
+    # LRP-0: exact shares in sums and pooling too (= gradient × input)
+    stabilizer = 0.0 if composite is None and rule == "zero" else 1e-6
+    table = {"linear": LayerRule(by_weight, dense),
+             "conv": LayerRule(by_weight, conv),
+             "batch_norm": FoldBatchNorm(), "add": SplitSum(stabilizer),
+             "avg_pool": Norm(stabilizer)}
     table |= {k: Pass() for k in ("relu", "leaky_relu", "elu", "tanh")}
     refuse = refusing(NONLINEAR - {"max_pool"}, "lrp", table)
-    refuse |= {k: f"lrp has no rule for '{k}'" for k in ("conv_transpose", "normalization")}
+    refuse |= {k: f"lrp has no rule for '{k}'"
+               for k in ("conv_transpose", "normalization")}
     with explaining(model), backward_rules(table, refuse) as engine:
         yield engine
 
@@ -212,8 +218,10 @@ def lrp(model: nn.Module, inputs: torch.Tensor, target: Target, rule: str = "eps
     """
     _check(rule, composite, epsilon, gamma, alpha, beta, low, high)
     model, inputs, target = check_call(model, inputs, target)
-    with relevance_rules(model, rule, composite, epsilon, gamma, alpha, beta, low, high):
+    with relevance_rules(model, rule, composite, epsilon, gamma, alpha, beta,
+                         low, high):
         x = inputs.detach().requires_grad_(True)
         logits = target_logits(model, x.clone(), target)
-        (relevance,) = torch.autograd.grad(logits, x, logits.detach())   # R = f(x) at the output
+        # the output's relevance is f(x) itself
+        (relevance,) = torch.autograd.grad(logits, x, logits.detach())
     return relevance

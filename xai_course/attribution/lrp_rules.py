@@ -23,7 +23,7 @@ Tensor = torch.Tensor
 
 
 def stabilize(z: Tensor, epsilon: float) -> Tensor:
-    """z + ε·sign(z), with sign(0) = +1: the denominator never crosses or touches 0 (zennit's stabiliser)."""
+    """z + ε·sign(z), sign(0) = +1: never crosses 0 (zennit's stabiliser)."""
     return z + ((z == 0).to(z) + z.sign()) * epsilon
 
 
@@ -83,7 +83,7 @@ class LRPRule:
 
 
 class Epsilon(LRPRule):
-    """LRP-ε: R_j = Σ_k a_j w_jk / (z_k + ε·sign(z_k)) R_k, z_k = Σ_j a_j w_jk + b_k."""
+    """LRP-ε: R_j = Σ_k a_j w_jk / (z_k + ε·sign(z_k)) R_k (bias in z_k)."""
 
     needs_output = True
 
@@ -107,9 +107,9 @@ class Zero(Epsilon):
 
 
 def _signed(a, R, layer, w_pos, w_neg, b, epsilon):
-    """The pair (a⁺ ⊙ W₁ s + a⁻ ⊙ W₂ s) with z = W₁ᵀa⁺ + W₂ᵀa⁻ + b: positive inputs through w_pos."""
+    """a⁺ ⊙ W₁s + a⁻ ⊙ W₂s, with z = W₁ᵀa⁺ + W₂ᵀa⁻ + b (W₁ = w_pos)."""
     ap, an = a.clamp(min=0), a.clamp(max=0)
-    negative = bool((an != 0).any())                       # after a ReLU a⁻ = 0: skip its half
+    negative = bool((an != 0).any())      # after a ReLU a⁻ = 0: skip it
     z = layer(ap, w_pos, b) + (layer(an, w_neg) if negative else 0)
     s = R / stabilize(z, epsilon)
     r = ap * layer.gradient(a, s, w_pos)
@@ -117,14 +117,15 @@ def _signed(a, R, layer, w_pos, w_neg, b, epsilon):
 
 
 class ZPlus(LRPRule):
-    """LRP-z⁺ (= αβ with α = 1, β = 0): only positive contributions, z = W⁺ᵀa⁺ + W⁻ᵀa⁻ + b⁺."""
+    """LRP-z⁺ (αβ with α = 1, β = 0): z = W⁺ᵀa⁺ + W⁻ᵀa⁻ + b⁺."""
 
     def __init__(self, stabilizer: float = 1e-6):
         self.stabilizer = stabilizer
 
     def relevance(self, a, R, layer, z):
         w = layer.weight
-        return _signed(a, R, layer, _plus(w), _minus(w), _plus(layer.bias), self.stabilizer)
+        return _signed(a, R, layer, _plus(w), _minus(w), _plus(layer.bias),
+                       self.stabilizer)
 
 
 class AlphaBeta(LRPRule):
