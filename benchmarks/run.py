@@ -108,6 +108,28 @@ def _gradcam_fullgrad(model, x, target):
         return cam(input_tensor=x, targets=[ClassifierOutputTarget(int(k)) for k in target])
 
 
+def _zennit(composite):
+    """zennit's composite with its canonizers (ResNet for torchvision ResNets, else BatchNorm merging)."""
+
+    def run(model, x, target):
+        from zennit import composites
+        from zennit.attribution import Gradient
+        from zennit.canonizers import SequentialMergeBatchNorm
+        from zennit.torchvision import ResNetCanonizer
+
+        canonizers = [ResNetCanonizer() if hasattr(model, "layer4") else SequentialMergeBatchNorm()]
+        kwargs = {"low": 0.0, "high": 1.0} if composite == "EpsilonGammaBox" else {}
+        with Gradient(model=model, composite=getattr(composites, composite)(canonizers=canonizers, **kwargs)) as g:
+            return g(x, attr_output=lambda out: out * torch.nn.functional.one_hot(target, out.shape[1]))[1]
+
+    return run
+
+
+# (our composite, zennit's class, the row's short name)
+LRP_COMPOSITES = [("epsilon_plus", "EpsilonPlus", "lrp eps_plus"),
+                  ("epsilon_gamma_box", "EpsilonGammaBox", "lrp eps_gamma_box"),
+                  ("epsilon_alpha2_beta1", "EpsilonAlpha2Beta1", "lrp eps_a2_b1"),
+                  ("epsilon_plus_flat", "EpsilonPlusFlat", "lrp eps_plus_flat")]
 STEPS, SAMPLES = 50, 10
 ROWS = [
     Row("saliency", "captum Saliency", lambda m, x, t: attribution.saliency(m, x, t), _captum("Saliency", abs=True)),
@@ -133,7 +155,8 @@ ROWS = [
     Row("guided_grad_cam", "captum GuidedGradCam", lambda m, x, t: attribution.guided_grad_cam(m, x, t, _layer(m)),
         _captum_layer("GuidedGradCam", interpolate_mode="bilinear"), points=2),
     Row("fullgrad", "pytorch-grad-cam FullGrad", lambda m, x, t: attribution.fullgrad(m, x, t), _gradcam_fullgrad),
-]
+] + [Row(name, f"zennit {theirs}", lambda m, x, t, c=ours: attribution.lrp(m, x, t, composite=c), _zennit(theirs))
+     for ours, theirs, name in LRP_COMPOSITES]
 
 
 def floor(model, x, target, points):

@@ -13,6 +13,7 @@ N class indices; the result has the shape of ``inputs`` (Grad-CAM and FullGrad: 
 | guided_backprop | guided_backprop (on the engine in rules) | 13 |
 | grad_cam, guided_grad_cam | grad_cam | 13 |
 | full_gradients, fullgrad | fullgrad | 13 |
+| lrp | lrp (rules in lrp_rules, on the engine in rules) | 9 |
 | random_attribution | random_attribution | 13, labs |
 """
 from ._core import METHODS, explaining, gradient_of_target, register
@@ -23,6 +24,7 @@ from .grad_cam import grad_cam, guided_grad_cam
 from .gradients import input_x_gradient, saliency
 from .guided_backprop import guided_backprop
 from .integrated_gradients import gradient_shap, integrated_gradients
+from .lrp import lrp
 from .random_attribution import random_attribution
 from .rules import Rule, backward_rules
 from .smoothgrad import smoothgrad
@@ -30,4 +32,4 @@ from .smoothgrad import smoothgrad
 __all__ = ["METHODS", "register", "explaining", "gradient_of_target", "make_baseline", "Rule", "backward_rules",
            "saliency", "input_x_gradient", "deeplift", "deepshap", "integrated_gradients", "gradient_shap",
            "smoothgrad", "guided_backprop", "grad_cam", "guided_grad_cam", "full_gradients", "fullgrad",
-           "random_attribution"]
+           "random_attribution", "lrp"]

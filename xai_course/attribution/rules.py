@@ -82,6 +82,22 @@ for _kind, _functions, _inplace_functions in [
     OPERATIONS.update({f: Op(_kind, True) for f in _inplace_functions})
 NONLINEAR = {op.kind for op in OPERATIONS.values()} - {"linear", "conv"}
 
+# Operations that only LRP (chapter 9) gives a rule: a sum of two tensors (a residual connection), batch
+# normalisation (folded into the layer before it), average pooling, and operations LRP refuses. They sit
+# in a table of their own, consulted after OPERATIONS: the single-input machinery of the default Rule
+# does not fit them (a sum has two tensor inputs), so only a method whose table names them sees them.
+LRP_OPERATIONS: Dict[Callable, Op] = {}
+for _kind, _functions, _inplace_functions in [
+    ("add", (torch.add, Tensor.add, Tensor.__add__, Tensor.__radd__), (Tensor.add_, Tensor.__iadd__)),
+    ("batch_norm", (F.batch_norm,), ()),
+    ("avg_pool", (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
+                  F.adaptive_avg_pool3d), ()),
+    ("conv_transpose", (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d), ()),
+    ("normalization", (F.layer_norm, F.group_norm, F.instance_norm, F.local_response_norm), ()),
+]:
+    LRP_OPERATIONS.update({f: Op(_kind, False) for f in _functions})
+    LRP_OPERATIONS.update({f: Op(_kind, True) for f in _inplace_functions})
+
 
 def vjp(f: Callable[[Tensor], Tensor], x: Tensor, v: Tensor) -> Tensor:
     """The ordinary chain rule through ``f`` at ``x``: v^T (df/dx)."""
@@ -185,7 +201,7 @@ class backward_rules(TorchFunctionMode):
 
     def __torch_function__(self, function, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        op = OPERATIONS.get(function)
+        op = OPERATIONS.get(function) or LRP_OPERATIONS.get(function)
         if op is None or (op.kind not in self.rules and op.kind not in self.refuse) or _in_backward():
             return function(*args, **kwargs)
         if op.kind in self.refuse:

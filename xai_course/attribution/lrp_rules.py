@@ -1,0 +1,194 @@
+"""The LRP rules of chapter 9, one small class per equation (Bach et al. 2015; Montavon et al. 2019).
+
+Every rule redistributes the relevance R_k of a layer's outputs to its inputs a_j in the four steps of
+the slide "LRP Calculation", with W₊ the rule's modified weights:
+
+    z = W₊ᵀ a          forward pass with the modified weights (and bias)
+    s = R ⊘ z          element-wise division (stabilised: z + ε·sign(z), sign(0) = +1)
+    c = W₊ s           the gradient of z with respect to a, applied to s (one backward pass)
+    R = a ⊙ c          element-wise product
+
+A :class:`Layer` is one call of a linear or convolution layer; ``layer(a, w, b)`` is step 1 with other
+weights, ``layer.gradient(a, s, w)`` step 3 (the kernel autograd runs for the layer's input gradient).
+The rules follow zennit 0.5 where it extends the textbook (the course's tests check it to float error):
+z⁺, αβ and γ also route negative inputs (a⁻ with the opposite weights), the bias enters the
+denominators (b⁺ for z⁺, b + γb⁺ for γ), and γ treats positive and negative outputs separately.
+"""
+from __future__ import annotations
+
+import torch
+from torch.nn.modules.utils import _ntuple
+
+Tensor = torch.Tensor
+
+
+def stabilize(z: Tensor, epsilon: float) -> Tensor:
+    """z + ε·sign(z), sign(0) = +1: never crosses 0 (zennit's stabiliser)."""
+    return z + ((z == 0).to(z) + z.sign()) * epsilon
+
+
+def divide(R: Tensor, z: Tensor, epsilon: float) -> Tensor:
+    """s = R ⊘ z, stabilised by ε; with ε = 0 exact, and 0 where z = 0 (LRP-0)."""
+    if epsilon == 0:
+        return torch.where(z == 0, 0.0, R / z)
+    return R / stabilize(z, epsilon)
+
+
+class Layer:
+    """One call ``y = function(a, weight, bias, **options)`` of F.linear or F.conv1d/2d/3d."""
+
+    def __init__(self, function, weight: Tensor, bias, options: dict):
+        self.function, self.weight, self.bias, self.options = function, weight.detach(), bias, options
+        self.bias = None if bias is None else bias.detach()
+
+    def __call__(self, a: Tensor, w: Tensor, b=None) -> Tensor:
+        return self.function(a, w, b, **self.options)
+
+    def gradient(self, a: Tensor, s: Tensor, w: Tensor) -> Tensor:
+        """c = W s: the layer's gradient with respect to its input a, applied to s."""
+        if self.function is torch.nn.functional.linear:
+            return s.matmul(w)
+        o, d = self.options, w.ndim - 2
+        if isinstance(o.get("padding", 0), str):      # padding="same": let autograd work it out
+            with torch.enable_grad():
+                a = a.detach().requires_grad_(True)
+                return torch.autograd.grad(self(a, w), a, s)[0]
+        n = _ntuple(d)
+        return torch.ops.aten.convolution_backward(
+            s, a, w, None, n(o.get("stride", 1)), n(o.get("padding", 0)), n(o.get("dilation", 1)), False,
+            [0] * d, o.get("groups", 1), [True, False, False])[0]
+
+    def folded(self, scale: Tensor, shift: Tensor) -> "Layer":
+        """The layer followed by an affine map per output channel (a BatchNorm in eval mode)."""
+        index = (slice(None),) + (None,) * (self.weight.ndim - 1)
+        bias = shift if self.bias is None else self.bias * scale + shift
+        return Layer(self.function, self.weight * scale[index], bias, self.options)
+
+
+def _plus(t):
+    return None if t is None else t.clamp(min=0)
+
+
+def _minus(t):
+    return None if t is None else t.clamp(max=0)
+
+
+class LRPRule:
+    """``relevance(a, R, layer, z)``: the relevance of the inputs a; z is the layer's output if known."""
+
+    needs_output = False
+
+    def relevance(self, a: Tensor, R: Tensor, layer: Layer, z) -> Tensor:
+        raise NotImplementedError
+
+
+class Epsilon(LRPRule):
+    """LRP-ε: R_j = Σ_k a_j w_jk / (z_k + ε·sign(z_k)) R_k (bias in z_k)."""
+
+    needs_output = True
+
+    def __init__(self, epsilon: float = 1e-6):
+        self.epsilon = epsilon
+
+    def relevance(self, a, R, layer, z):
+        s = R / stabilize(z, self.epsilon)                 # s = R ⊘ z
+        c = layer.gradient(a, s, layer.weight)             # c = W s
+        return a * c                                       # R = a ⊙ c
+
+
+class Zero(Epsilon):
+    """LRP-0: LRP-ε with ε = 0 (where z_k = 0, R_k is 0 too on ReLU nets and s_k is taken as 0)."""
+
+    def __init__(self):
+        super().__init__(0.0)
+
+    def relevance(self, a, R, layer, z):
+        return a * layer.gradient(a, divide(R, z, 0.0), layer.weight)
+
+
+def _signed(a, R, layer, w_pos, w_neg, b, epsilon):
+    """a⁺ ⊙ W₁s + a⁻ ⊙ W₂s, with z = W₁ᵀa⁺ + W₂ᵀa⁻ + b (W₁ = w_pos)."""
+    ap, an = a.clamp(min=0), a.clamp(max=0)
+    negative = bool((an != 0).any())      # after a ReLU a⁻ = 0: skip it
+    z = layer(ap, w_pos, b) + (layer(an, w_neg) if negative else 0)
+    s = R / stabilize(z, epsilon)
+    r = ap * layer.gradient(a, s, w_pos)
+    return r + an * layer.gradient(a, s, w_neg) if negative else r
+
+
+class ZPlus(LRPRule):
+    """LRP-z⁺ (αβ with α = 1, β = 0): z = W⁺ᵀa⁺ + W⁻ᵀa⁻ + b⁺."""
+
+    def __init__(self, stabilizer: float = 1e-6):
+        self.stabilizer = stabilizer
+
+    def relevance(self, a, R, layer, z):
+        w = layer.weight
+        return _signed(a, R, layer, _plus(w), _minus(w), _plus(layer.bias),
+                       self.stabilizer)
+
+
+class AlphaBeta(LRPRule):
+    """LRP-αβ: R = α·(positive contributions' share) − β·(negative contributions' share), α − β = 1."""
+
+    def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6):
+        self.alpha, self.beta, self.stabilizer = alpha, beta, stabilizer
+
+    def relevance(self, a, R, layer, z):
+        w, b = layer.weight, layer.bias
+        positive = _signed(a, R, layer, _plus(w), _minus(w), _plus(b), self.stabilizer)
+        negative = _signed(a, R, layer, _minus(w), _plus(w), _minus(b), self.stabilizer)
+        return self.alpha * positive - self.beta * negative
+
+
+class Gamma(LRPRule):
+    """LRP-γ: weights w + γw⁺ favour positive contributions; outputs z > 0 and z < 0 handled apart."""
+
+    needs_output = True
+
+    def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-6):
+        self.gamma, self.stabilizer = gamma, stabilizer
+
+    def relevance(self, a, R, layer, z):
+        w, b, g = layer.weight, layer.bias, self.gamma
+        up, down = w + g * w.clamp(min=0), w + g * w.clamp(max=0)
+        b_up = None if b is None else b + g * b.clamp(min=0)
+        b_down = None if b is None else b + g * b.clamp(max=0)
+        return (_signed(a, R * (z > 0), layer, up, down, b_up, self.stabilizer)
+                + _signed(a, R * (z < 0), layer, down, up, b_down, self.stabilizer))
+
+
+class ZBox(LRPRule):
+    """LRP-z^B for inputs in [l, h]: z = Wᵀa − W⁺ᵀl − W⁻ᵀh, R = a⊙Ws − l⊙W⁺s − h⊙W⁻s (first layer)."""
+
+    def __init__(self, low=0.0, high=1.0, stabilizer: float = 1e-6):
+        self.low, self.high, self.stabilizer = low, high, stabilizer
+
+    def relevance(self, a, R, layer, z):
+        w, wp, wn = layer.weight, layer.weight.clamp(min=0), layer.weight.clamp(max=0)
+        low = torch.as_tensor(self.low, dtype=a.dtype, device=a.device).expand_as(a)
+        high = torch.as_tensor(self.high, dtype=a.dtype, device=a.device).expand_as(a)
+        s = R / stabilize(layer(a, w) - layer(low, wp) - layer(high, wn), self.stabilizer)
+        return a * layer.gradient(a, s, w) - low * layer.gradient(a, s, wp) - high * layer.gradient(a, s, wn)
+
+
+class Flat(LRPRule):
+    """LRP-flat: every input gets an equal share of each output it feeds (w = 1, a = 1, no bias)."""
+
+    def __init__(self, stabilizer: float = 1e-6):
+        self.stabilizer = stabilizer
+
+    def relevance(self, a, R, layer, z):
+        w, ones = torch.ones_like(layer.weight), torch.ones_like(a)
+        return layer.gradient(a, R / stabilize(layer(ones, w), self.stabilizer), w)
+
+
+class WSquare(LRPRule):
+    """LRP-w²: shares proportional to w² (inputs ignored; zennit also squares the bias)."""
+
+    def __init__(self, stabilizer: float = 1e-6):
+        self.stabilizer = stabilizer
+
+    def relevance(self, a, R, layer, z):
+        w, b = layer.weight ** 2, None if layer.bias is None else layer.bias ** 2
+        return layer.gradient(a, R / stabilize(layer(torch.ones_like(a), w, b), self.stabilizer), w)
