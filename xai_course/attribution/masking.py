@@ -30,7 +30,7 @@ from ._core import check_call, check_inputs, check_model, explaining
 from .baselines import Baseline, make_baseline
 
 OUTPUTS = ("target", "logits", "probabilities")
-ELEMENTS_PER_BATCH = 2 ** 22  # default batch: about 16 MB of float32 perturbed inputs
+ELEMENTS_PER_BATCH = 2 ** 20  # default batch: about 4 MB of float32 perturbed inputs (CPU caches like small batches)
 
 
 def check_batch_size(batch_size) -> Optional[int]:
@@ -52,7 +52,7 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, target: Optional[torch.Tens
     Perturbed copy (n, s) is ``where(keep(n, s), inputs[n], fill[n])``: ``keep`` takes two LongTensors
     (B,) of example and row indices and returns boolean masks (B, ...) broadcastable to one input
     each. Copies are evaluated in flat order p = n·rows + s, ``batch_size`` at a time (default: about
-    2²² input elements a batch). ``output``: ``"target"`` (the target logit), ``"logits"`` or
+    2²⁰ input elements a batch). ``output``: ``"target"`` (the target logit), ``"logits"`` or
     ``"probabilities"`` (softmax over all classes). Expects checked arguments; prepares the model.
     """
     if output not in OUTPUTS:
