@@ -96,7 +96,8 @@ def shap_permutation(model, x, target, seg, budget, seed):
     f = game(model, x, target, seg)
     explainer = shap.explainers.Permutation(f, shap.maskers.Independent(np.zeros((1, M)), max_samples=1),
                                             seed=seed)
-    return torch.from_numpy(explainer(np.ones((1, M)), max_evals=max(budget, 2 * M + 1)).values[0]).double()
+    values = explainer(np.ones((1, M)), max_evals=max(budget, 2 * M + 1), silent=True).values[0]
+    return torch.from_numpy(values).double()
 
 
 METHODS = {"ours (kernel_shap)": ours, "captum KernelShap": captum_kernel,
