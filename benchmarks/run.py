@@ -225,17 +225,21 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="*", help="only these rows (default: all)")
     parser.add_argument("--models", nargs="*", help="only these models (default: all)")
     parser.add_argument("--memory", action="store_true", help="only the IG memory table")
+    parser.add_argument("--batch", type=int, default=8, help="images per call (default 8)")
+    parser.add_argument("--repeats", type=int, help="repeats per row (default: 5 with --quick, else 21 or more)")
     args = parser.parse_args(argv)
     if args.memory:
         return memory_table()
     repeats = 5 if args.quick else 21
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 8, median of {repeats} or more")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+          f"median of {args.repeats or repeats} or more")
     header = f"{'method':<20} {'reference':<24} {'model':<11} {'ours ms':>9} {'ref ms':>9} {'ours/ref':>9} {'ours/floor':>11}"
     print(header)
     print("-" * len(header))
     for model_name, (model, x, classes) in bench_models().items():
         if args.models and model_name not in args.models:
             continue
+        x = x[:args.batch]
         target = torch.arange(len(x)) % classes
         for row in ROWS:
             if args.methods and row.method not in args.methods:
@@ -247,6 +251,7 @@ def main(argv=None):
             # slow rows (IG on resnet18 takes ~15 s a call) get 5
             warm = time.perf_counter() - start
             n = repeats if args.quick else max(5 if warm > 2 else repeats, min(301, int(4.0 / warm)))
+            n = args.repeats or n
             ours, theirs, base = median_times(
                 [lambda: row.ours(model, x, target), lambda: row.theirs(model, x, target),
                  lambda: floor(model, x, target, row.points, row.forward_only)], n)
