@@ -35,6 +35,7 @@ class Row:
     ours: Callable  # (model, x, target) -> tensor
     theirs: Callable  # (model, x, target) -> tensor
     points: int = 1  # model evaluations per input: the floor is one batched pass over N * points inputs
+    forward_only: bool = False  # perturbation methods: the floor is forward passes only
 
 
 def _captum(cls, **kwargs):
@@ -125,12 +126,60 @@ def _zennit(composite):
     return run
 
 
+def _segments(x):
+    from xai_course.attribution.masking import superpixels
+
+    return superpixels(x, "grid", cells=4)    # 16 squares: Captum needs the same count in every image
+
+
+def _captum_occlusion(ppe):
+    def run(model, x, target):
+        import captum.attr
+
+        w, s = _occlusion_window(x)
+        return captum.attr.Occlusion(model).attribute(x, target=target, sliding_window_shapes=(3, w, w),
+                                                      strides=(1, s, s), perturbations_per_eval=ppe)
+
+    return run
+
+
 # (our composite, zennit's class, the row's short name)
 LRP_COMPOSITES = [("epsilon_plus", "EpsilonPlus", "lrp eps_plus"),
                   ("epsilon_gamma_box", "EpsilonGammaBox", "lrp eps_gamma_box"),
                   ("epsilon_alpha2_beta1", "EpsilonAlpha2Beta1", "lrp eps_a2_b1"),
                   ("epsilon_plus_flat", "EpsilonPlusFlat", "lrp eps_plus_flat")]
-STEPS, SAMPLES = 50, 10
+
+
+def _occlusion_window(x):
+    """Window and stride of the occlusion rows: 8 and 4 on 64x64 (225 positions), 32 and 16 on 224x224."""
+    return (8, 4) if x.shape[-1] <= 64 else (32, 16)
+
+
+def _occlusion_positions(x):
+    import math
+
+    w, s = _occlusion_window(x)
+    return (math.ceil((x.shape[-1] - w) / s) + 1) ** 2 + 1
+
+
+def _captum_kernel_shap(ppe):
+    def run(model, x, target):
+        import captum.attr
+
+        return captum.attr.KernelShap(model).attribute(x, target=target, feature_mask=_segments(x)[:, None],
+                                                       n_samples=KERNEL_SAMPLES, perturbations_per_eval=ppe)
+
+    return run
+
+
+STEPS, SAMPLES, KERNEL_SAMPLES = 50, 10, 200
+PERTURBATION_ROWS = [
+    Row("occlusion", f"captum Occlusion ppe={ppe}",
+        lambda m, x, t: attribution.occlusion(m, x, t, *_occlusion_window(x)), _captum_occlusion(ppe),
+        points=0, forward_only=True) for ppe in (1, 16, 64, 256)] + [
+    Row("kernel_shap", f"captum KernelShap ppe={ppe}",
+        lambda m, x, t: attribution.kernel_shap(m, x, t, _segments(x), samples=KERNEL_SAMPLES, seed=0),
+        _captum_kernel_shap(ppe), points=KERNEL_SAMPLES, forward_only=True) for ppe in (16, 64, 200)]
 ROWS = [
     Row("saliency", "captum Saliency", lambda m, x, t: attribution.saliency(m, x, t), _captum("Saliency", abs=True)),
     Row("input_x_gradient", "captum InputXGradient", lambda m, x, t: attribution.input_x_gradient(m, x, t),
@@ -156,11 +205,20 @@ ROWS = [
         _captum_layer("GuidedGradCam", interpolate_mode="bilinear"), points=2),
     Row("fullgrad", "pytorch-grad-cam FullGrad", lambda m, x, t: attribution.fullgrad(m, x, t), _gradcam_fullgrad),
 ] + [Row(name, f"zennit {theirs}", lambda m, x, t, c=ours: attribution.lrp(m, x, t, composite=c), _zennit(theirs))
-     for ours, theirs, name in LRP_COMPOSITES]
+     for ours, theirs, name in LRP_COMPOSITES] + PERTURBATION_ROWS
 
 
-def floor(model, x, target, points):
-    """One batched forward and backward over all points: the cost no gradient method can beat."""
+def floor(model, x, target, points, forward_only=False):
+    """One batched forward and backward over all points: the cost no gradient method can beat.
+    ``forward_only``: forward passes only, in batches of 64 (perturbation methods; ``points=0``: the
+    occlusion positions)."""
+    points = points or _occlusion_positions(x)
+    if forward_only:
+        xs = x.repeat(points, *[1] * (x.ndim - 1))
+        with torch.no_grad():
+            for chunk in xs.split(64):
+                model(chunk)
+        return
     xs = x.repeat(points, *[1] * (x.ndim - 1)).requires_grad_(True)
     t = target.repeat(points)
     with torch.enable_grad():
@@ -192,17 +250,21 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="*", help="only these rows (default: all)")
     parser.add_argument("--models", nargs="*", help="only these models (default: all)")
     parser.add_argument("--memory", action="store_true", help="only the IG memory table")
+    parser.add_argument("--batch", type=int, default=8, help="images per call (default 8)")
+    parser.add_argument("--repeats", type=int, help="repeats per row (default: 5 with --quick, else 21 or more)")
     args = parser.parse_args(argv)
     if args.memory:
         return memory_table()
     repeats = 5 if args.quick else 21
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 8, median of {repeats} or more")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+          f"median of {args.repeats or repeats} or more")
     header = f"{'method':<20} {'reference':<24} {'model':<11} {'ours ms':>9} {'ref ms':>9} {'ours/ref':>9} {'ours/floor':>11}"
     print(header)
     print("-" * len(header))
     for model_name, (model, x, classes) in bench_models().items():
         if args.models and model_name not in args.models:
             continue
+        x = x[:args.batch]
         target = torch.arange(len(x)) % classes
         for row in ROWS:
             if args.methods and row.method not in args.methods:
@@ -214,9 +276,10 @@ def main(argv=None):
             # slow rows (IG on resnet18 takes ~15 s a call) get 5
             warm = time.perf_counter() - start
             n = repeats if args.quick else max(5 if warm > 2 else repeats, min(301, int(4.0 / warm)))
+            n = args.repeats or n
             ours, theirs, base = median_times(
                 [lambda: row.ours(model, x, target), lambda: row.theirs(model, x, target),
-                 lambda: floor(model, x, target, row.points)], n)
+                 lambda: floor(model, x, target, row.points, row.forward_only)], n)
             print(f"{row.method:<20} {row.reference:<24} {model_name:<11} {1e3 * ours:>9.2f} {1e3 * theirs:>9.2f} "
                   f"{ours / theirs:>9.3f} {ours / base:>11.3f}", flush=True)
 
