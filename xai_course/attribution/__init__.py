@@ -16,6 +16,8 @@ N class indices; the result has the shape of ``inputs`` (Grad-CAM and FullGrad: 
 | random_attribution | random_attribution | 13, labs |
 | masked_outputs, superpixels (the masked-evaluation engine) | masking | 6, 7, 8, 12, labs |
 | occlusion | occlusion (on the engine in masking) | 12 |
+| xrai | xrai (regions over integrated_gradients) | 6 |
+| lime | lime (on the engine in masking) | 7 |
 """
 from ._core import METHODS, explaining, gradient_of_target, register
 from .baselines import make_baseline
@@ -30,8 +32,9 @@ from .occlusion import occlusion
 from .random_attribution import random_attribution
 from .rules import Rule, backward_rules
 from .smoothgrad import smoothgrad
+from .xrai import xrai
 
 __all__ = ["METHODS", "register", "explaining", "gradient_of_target", "make_baseline", "Rule", "backward_rules",
            "saliency", "input_x_gradient", "deeplift", "deepshap", "integrated_gradients", "gradient_shap",
            "smoothgrad", "guided_backprop", "grad_cam", "guided_grad_cam", "full_gradients", "fullgrad",
-           "random_attribution", "masked_outputs", "superpixels", "occlusion"]
+           "random_attribution", "masked_outputs", "superpixels", "occlusion", "xrai"]
