@@ -108,6 +108,21 @@ def _gradcam_fullgrad(model, x, target):
         return cam(input_tensor=x, targets=[ClassifierOutputTarget(int(k)) for k in target])
 
 
+def _fixed_attributions(x):
+    """XRAI rows: the same attributions for ours and PAIR's (region selection is what they compare)."""
+    return torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+
+
+def _pair_xrai(model, x, target):
+    """PAIR's XRAI (its own Felzenszwalb segments, algorithm "full") given the attributions, per image."""
+    import numpy as np
+    from saliency.core import XRAI
+
+    a = _fixed_attributions(x).permute(0, 2, 3, 1).numpy()
+    return [XRAI().GetMask(np.ascontiguousarray(image), None, base_attribution=a[i])
+            for i, image in enumerate(x.permute(0, 2, 3, 1).numpy())]
+
+
 STEPS, SAMPLES = 50, 10
 ROWS = [
     Row("saliency", "captum Saliency", lambda m, x, t: attribution.saliency(m, x, t), _captum("Saliency", abs=True)),
@@ -132,6 +147,8 @@ ROWS = [
         _captum_layer("LayerGradCam", relu_attributions=True)),
     Row("guided_grad_cam", "captum GuidedGradCam", lambda m, x, t: attribution.guided_grad_cam(m, x, t, _layer(m)),
         _captum_layer("GuidedGradCam", interpolate_mode="bilinear"), points=2),
+    Row("xrai", "saliency (PAIR) XRAI",
+        lambda m, x, t: attribution.xrai(m, x, t, attributions=_fixed_attributions(x)), _pair_xrai),
     Row("fullgrad", "pytorch-grad-cam FullGrad", lambda m, x, t: attribution.fullgrad(m, x, t), _gradcam_fullgrad),
 ]
 

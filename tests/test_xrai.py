@@ -118,6 +118,13 @@ def test_default_segments_scale_pairs_recipe():
     undilated = xrai_segments(x, dilation=0)[0]
     assert len(undilated) == len(regions) and (regions.sum((1, 2)) >= undilated.sum((1, 2))).all()
     assert torch.all(undilated.sum(0) == 6)                               # 6 scales, each a partition
+    # the dilation is skimage's binary dilation by a disk (PAIR's), for PAIR's radius 5 and others
+    from skimage.morphology import dilation, disk
+
+    for radius in (1, 5):
+        got = xrai_segments(x, dilation=radius)[0].numpy()
+        expected = np.stack([dilation(m, footprint=disk(radius)) for m in undilated.numpy()])
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_hygiene_and_no_grad():

@@ -45,7 +45,7 @@ def xrai_segments(images: torch.Tensor, scales: Sequence[float] = SCALES, sigma:
     course segments at the image's own size and scales the sizes to it: ``min_size`` = 150 x (area /
     224²) and ``dilation`` = 5 x (side / 224), which are PAIR's values for a 224 x 224 image.
     """
-    from skimage.morphology import dilation as dilate, disk
+    from skimage.morphology import disk
     from skimage.segmentation import felzenszwalb
 
     check_inputs(images, "images")
@@ -55,18 +55,30 @@ def xrai_segments(images: torch.Tensor, scales: Sequence[float] = SCALES, sigma:
     ratio = math.sqrt(h * w) / PAIR_SIZE
     min_size = max(1, round(150 * ratio ** 2)) if min_size is None else min_size
     dilation = round(5 * ratio) if dilation is None else dilation
+    offsets = np.argwhere(disk(dilation)) if dilation else np.zeros((1, 2), dtype=int)
     out = []
     for image in images.detach().cpu().double().numpy():
         image = image.transpose(1, 2, 0)
         image = 2 * (image - image.min()) / max(image.max() - image.min(), 1e-12) - 1
-        masks = []
-        for scale in scales:
-            labels = felzenszwalb(image, scale=scale, sigma=sigma, min_size=min_size)
-            masks.extend(labels == k for k in range(labels.max() + 1))
-        if dilation:
-            masks = [dilate(mask, disk(dilation)) for mask in masks]
-        out.append(torch.from_numpy(np.stack(masks)).to(images.device))
+        masks = [dilated_segments(felzenszwalb(image, scale=scale, sigma=sigma, min_size=min_size), offsets)
+                 for scale in scales]
+        out.append(torch.from_numpy(np.concatenate(masks)).to(images.device))
     return out
+
+
+def dilated_segments(labels: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """One mask (K, H, W) per label, dilated: pixel p joins segment k if a pixel p + o has label k for
+    some offset o of the (symmetric) footprint; ``offsets`` (F, 2) index a (2r+1)² window centred at r."""
+    h, w = labels.shape
+    r = int(offsets.max()) // 2
+    padded = np.pad(labels, r, constant_values=-1)          # -1: outside the image
+    masks = np.zeros((labels.max() + 1, h * w), dtype=bool)
+    pixels = np.arange(h * w)
+    for dy, dx in offsets:
+        neighbour = padded[dy:dy + h, dx:dx + w].ravel()
+        inside = neighbour >= 0
+        masks[neighbour[inside], pixels[inside]] = True
+    return masks.reshape(-1, h, w)
 
 
 def select_regions(attribution: torch.Tensor, masks: torch.Tensor, algorithm: str = "full",
@@ -88,16 +100,18 @@ def select_regions(attribution: torch.Tensor, masks: torch.Tensor, algorithm: st
             free &= ~regions[k]
     else:
         alive = np.ones(len(regions), dtype=bool)
+        counts, sums = regions.sum(1), M @ a                 # |S_k \ R| and the attribution in it
         while (~free).mean() <= area_threshold:               # PAIR's loop condition
-            counts = M @ free.astype(np.float64)             # |S_k \ R| for every region
             alive &= counts >= min_pixel_diff
             if not alive.any():
                 break
-            gain = np.where(alive, M @ np.where(free, a, 0.0) / np.maximum(counts, 1), -np.inf)
+            gain = np.where(alive, sums / np.maximum(counts, 1), -np.inf)
             k = int(gain.argmax())                           # the first of equal gains, as PAIR
-            new = regions[k] & free
+            new = np.flatnonzero(regions[k] & free)
             out[new] = a[new].mean()
-            free &= ~new
+            free[new] = False                                # R <- R + S_k: update every region's rest
+            counts -= regions[:, new].sum(1)
+            sums -= M[:, new] @ a[new]
             alive[k] = False
     rest = out == -np.inf
     if rest.any():
