@@ -27,6 +27,7 @@ from .grad_cam import grad_cam, guided_grad_cam
 from .gradients import input_x_gradient, saliency
 from .guided_backprop import guided_backprop
 from .integrated_gradients import gradient_shap, integrated_gradients
+from .lime import lime
 from .masking import masked_outputs, superpixels
 from .occlusion import occlusion
 from .random_attribution import random_attribution
@@ -37,4 +38,4 @@ from .xrai import xrai
 __all__ = ["METHODS", "register", "explaining", "gradient_of_target", "make_baseline", "Rule", "backward_rules",
            "saliency", "input_x_gradient", "deeplift", "deepshap", "integrated_gradients", "gradient_shap",
            "smoothgrad", "guided_backprop", "grad_cam", "guided_grad_cam", "full_gradients", "fullgrad",
-           "random_attribution", "masked_outputs", "superpixels", "occlusion", "xrai"]
+           "random_attribution", "masked_outputs", "superpixels", "occlusion", "xrai", "lime"]
