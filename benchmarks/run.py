@@ -123,6 +123,24 @@ def _pair_xrai(model, x, target):
             for i, image in enumerate(x.permute(0, 2, 3, 1).numpy())]
 
 
+LIME_SAMPLES = 200
+
+
+def _grid(x):
+    return attribution.superpixels(x, "grid", cells=4)        # 16 segments, the same for both
+
+
+def _captum_lime(model, x, target):
+    """Captum's Lime with its defaults (Lasso, kernel on the input space), one image at a time (its
+    API), all perturbations in one batch (its fastest perturbations_per_eval here)."""
+    from captum.attr import Lime
+
+    segments = _grid(x)
+    return [Lime(model).attribute(x[i:i + 1], target=int(target[i]), n_samples=LIME_SAMPLES,
+                                  feature_mask=segments[i][None, None].expand(1, *x.shape[1:]),
+                                  perturbations_per_eval=LIME_SAMPLES) for i in range(len(x))]
+
+
 STEPS, SAMPLES = 50, 10
 ROWS = [
     Row("saliency", "captum Saliency", lambda m, x, t: attribution.saliency(m, x, t), _captum("Saliency", abs=True)),
@@ -149,6 +167,8 @@ ROWS = [
         _captum_layer("GuidedGradCam", interpolate_mode="bilinear"), points=2),
     Row("xrai", "saliency (PAIR) XRAI",
         lambda m, x, t: attribution.xrai(m, x, t, attributions=_fixed_attributions(x)), _pair_xrai),
+    Row("lime", "captum Lime", lambda m, x, t: attribution.lime(m, x, t, segments=_grid(x), samples=LIME_SAMPLES,
+                                                                seed=0), _captum_lime, points=LIME_SAMPLES),
     Row("fullgrad", "pytorch-grad-cam FullGrad", lambda m, x, t: attribution.fullgrad(m, x, t), _gradcam_fullgrad),
 ]
 
