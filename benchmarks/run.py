@@ -180,6 +180,40 @@ PERTURBATION_ROWS = [
     Row("kernel_shap", f"captum KernelShap ppe={ppe}",
         lambda m, x, t: attribution.kernel_shap(m, x, t, _segments(x), samples=KERNEL_SAMPLES, seed=0),
         _captum_kernel_shap(ppe), points=KERNEL_SAMPLES, forward_only=True) for ppe in (16, 64, 200)]
+
+
+def _fixed_attributions(x):
+    """XRAI rows: the same attributions for ours and PAIR's (region selection is what they compare)."""
+    return torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+
+
+def _pair_xrai(model, x, target):
+    """PAIR's XRAI (its own Felzenszwalb segments, algorithm "full") given the attributions, per image."""
+    import numpy as np
+    from saliency.core import XRAI
+
+    a = _fixed_attributions(x).permute(0, 2, 3, 1).numpy()
+    return [XRAI().GetMask(np.ascontiguousarray(image), None, base_attribution=a[i])
+            for i, image in enumerate(x.permute(0, 2, 3, 1).numpy())]
+
+
+LIME_SAMPLES = 200
+
+
+def _grid(x):
+    return attribution.superpixels(x, "grid", cells=4)        # 16 segments, the same for both
+
+
+def _captum_lime(model, x, target):
+    """Captum's Lime with its defaults (Lasso, kernel on the input space), one image at a time (its
+    API), all perturbations in one batch (its fastest perturbations_per_eval here)."""
+    from captum.attr import Lime
+
+    segments = _grid(x)
+    return [Lime(model).attribute(x[i:i + 1], target=int(target[i]), n_samples=LIME_SAMPLES,
+                                  feature_mask=segments[i][None, None].expand(1, *x.shape[1:]),
+                                  perturbations_per_eval=LIME_SAMPLES) for i in range(len(x))]
+
 ROWS = [
     Row("saliency", "captum Saliency", lambda m, x, t: attribution.saliency(m, x, t), _captum("Saliency", abs=True)),
     Row("input_x_gradient", "captum InputXGradient", lambda m, x, t: attribution.input_x_gradient(m, x, t),
@@ -203,6 +237,10 @@ ROWS = [
         _captum_layer("LayerGradCam", relu_attributions=True)),
     Row("guided_grad_cam", "captum GuidedGradCam", lambda m, x, t: attribution.guided_grad_cam(m, x, t, _layer(m)),
         _captum_layer("GuidedGradCam", interpolate_mode="bilinear"), points=2),
+    Row("xrai", "saliency (PAIR) XRAI",
+        lambda m, x, t: attribution.xrai(m, x, t, attributions=_fixed_attributions(x)), _pair_xrai),
+    Row("lime", "captum Lime", lambda m, x, t: attribution.lime(m, x, t, segments=_grid(x), samples=LIME_SAMPLES,
+                                                                seed=0), _captum_lime, points=LIME_SAMPLES),
     Row("fullgrad", "pytorch-grad-cam FullGrad", lambda m, x, t: attribution.fullgrad(m, x, t), _gradcam_fullgrad),
 ] + [Row(name, f"zennit {theirs}", lambda m, x, t, c=ours: attribution.lrp(m, x, t, composite=c), _zennit(theirs))
      for ours, theirs, name in LRP_COMPOSITES] + PERTURBATION_ROWS

@@ -18,6 +18,8 @@ N class indices; the result has the shape of ``inputs`` (Grad-CAM and FullGrad: 
 | masked_outputs, superpixels (the masked-evaluation engine) | masking | 6, 7, 8, 12, labs |
 | occlusion | occlusion (on the engine in masking) | 12 |
 | shapley_values, kernel_shap | shapley (on the engine in masking) | 8 |
+| xrai | xrai (regions over integrated_gradients) | 6 |
+| lime | lime (on the engine in masking) | 7 |
 """
 from ._core import METHODS, explaining, gradient_of_target, register
 from .baselines import make_baseline
@@ -28,15 +30,17 @@ from .gradients import input_x_gradient, saliency
 from .guided_backprop import guided_backprop
 from .integrated_gradients import gradient_shap, integrated_gradients
 from .lrp import lrp
+from .lime import lime
 from .masking import masked_outputs, superpixels
 from .occlusion import occlusion
 from .shapley import kernel_shap, shapley_values
 from .random_attribution import random_attribution
 from .rules import Rule, backward_rules
 from .smoothgrad import smoothgrad
+from .xrai import xrai
 
 __all__ = ["METHODS", "register", "explaining", "gradient_of_target", "make_baseline", "Rule", "backward_rules",
            "saliency", "input_x_gradient", "deeplift", "deepshap", "integrated_gradients", "gradient_shap",
            "smoothgrad", "guided_backprop", "grad_cam", "guided_grad_cam", "full_gradients", "fullgrad",
            "random_attribution", "lrp", "masked_outputs", "superpixels", "occlusion",
-           "shapley_values", "kernel_shap"]
+           "shapley_values", "kernel_shap", "xrai", "lime"]
