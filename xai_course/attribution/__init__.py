@@ -10,13 +10,15 @@ N class indices; the result has the shape of ``inputs`` (Grad-CAM and FullGrad: 
 | deeplift, deepshap | deeplift (on the engine in rules) | 3 |
 | integrated_gradients, gradient_shap | integrated_gradients | 4 |
 | smoothgrad | smoothgrad | 5 |
-| guided_backprop | guided_backprop (on the engine in rules) | 13 |
+| guided_backprop | guided_backprop (on the engine in rules) | 13, 11 |
+| deconvnet | deconvnet (on the engine in rules) | 11 |
 | grad_cam, guided_grad_cam | grad_cam | 13 |
 | full_gradients, fullgrad | fullgrad | 13 |
 | random_attribution | random_attribution | 13, labs |
 """
 from ._core import METHODS, explaining, gradient_of_target, register
 from .baselines import make_baseline
+from .deconvnet import deconvnet
 from .deeplift import deeplift, deepshap
 from .fullgrad import full_gradients, fullgrad
 from .grad_cam import grad_cam, guided_grad_cam
@@ -29,5 +31,5 @@ from .smoothgrad import smoothgrad
 
 __all__ = ["METHODS", "register", "explaining", "gradient_of_target", "make_baseline", "Rule", "backward_rules",
            "saliency", "input_x_gradient", "deeplift", "deepshap", "integrated_gradients", "gradient_shap",
-           "smoothgrad", "guided_backprop", "grad_cam", "guided_grad_cam", "full_gradients", "fullgrad",
+           "smoothgrad", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "full_gradients", "fullgrad",
            "random_attribution"]
