@@ -15,8 +15,18 @@ N class indices; the result has the shape of ``inputs`` (Grad-CAM and FullGrad: 
 | grad_cam, guided_grad_cam | grad_cam | 13 |
 | full_gradients, fullgrad | fullgrad | 13 |
 | random_attribution | random_attribution | 13, labs |
+
+Not in :data:`METHODS` (it takes no ``inputs``: it *makes* an input), but here by name:
+
+| function | module | chapter |
+|---|---|---|
+| activation_maximization (general, with a prior, in a generator's code space) | activation_maximization | 10 |
+
+(The digits generator and the Gaussian digits prior it uses are models: ``models.load("digits_vae")``,
+``models.digits_prior()``, in ``xai_course/models/generators.py``.)
 """
 from ._core import METHODS, explaining, gradient_of_target, register
+from .activation_maximization import activation_maximization
 from .baselines import make_baseline
 from .deconvnet import deconvnet
 from .deeplift import deeplift, deepshap
@@ -32,4 +42,4 @@ from .smoothgrad import smoothgrad
 __all__ = ["METHODS", "register", "explaining", "gradient_of_target", "make_baseline", "Rule", "backward_rules",
            "saliency", "input_x_gradient", "deeplift", "deepshap", "integrated_gradients", "gradient_shap",
            "smoothgrad", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "full_gradients", "fullgrad",
-           "random_attribution"]
+           "random_attribution", "activation_maximization"]
