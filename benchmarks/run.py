@@ -108,7 +108,20 @@ def _gradcam_fullgrad(model, x, target):
         return cam(input_tensor=x, targets=[ClassifierOutputTarget(int(k)) for k in target])
 
 
-STEPS, SAMPLES = 50, 10
+def _plain_gradient_ascent(model, x, target, steps=None, lr=0.1, l2=0.01):
+    """The floor of activation maximisation: the same objective, fixed step, one forward and backward a step."""
+    steps = AM_STEPS if steps is None else steps
+    v = x.clone()
+    for _ in range(steps):
+        v.requires_grad_(True)
+        with torch.enable_grad():
+            J = torch.log_softmax(model(v), 1).gather(1, target[:, None]).sum() - l2 * v.pow(2).sum()
+            (g,) = torch.autograd.grad(J, v)
+        v = (v + lr * g).detach()
+    return v
+
+
+STEPS, SAMPLES, AM_STEPS = 50, 10, 10
 ROWS = [
     Row("saliency", "captum Saliency", lambda m, x, t: attribution.saliency(m, x, t), _captum("Saliency", abs=True)),
     Row("input_x_gradient", "captum InputXGradient", lambda m, x, t: attribution.input_x_gradient(m, x, t),
@@ -133,6 +146,12 @@ ROWS = [
     Row("guided_grad_cam", "captum GuidedGradCam", lambda m, x, t: attribution.guided_grad_cam(m, x, t, _layer(m)),
         _captum_layer("GuidedGradCam", interpolate_mode="bilinear"), points=2),
     Row("fullgrad", "pytorch-grad-cam FullGrad", lambda m, x, t: attribution.fullgrad(m, x, t), _gradcam_fullgrad),
+    Row("deconvnet", "captum Deconvolution", lambda m, x, t: attribution.deconvnet(m, x, t), _captum("Deconvolution")),
+    # not an attribution: the reference is plain gradient ascent on the same objective for the same steps
+    Row("activation_maximization", "plain gradient ascent",
+        lambda m, x, t: attribution.activation_maximization(m, t, tuple(x.shape[1:]), steps=AM_STEPS, l2=0.01,
+                                                            start=x),
+        _plain_gradient_ascent, points=AM_STEPS),
 ]
 
 
