@@ -119,7 +119,7 @@ def _ascend(model, target, shape, v, steps, lr, l2, prior, generator, objective)
     n, index, view = len(v), target[:, None], (-1,) + (1,) * (v.ndim - 1)
     step = torch.full((n,), float(lr), device=v.device)           # α_n, one per example
     best = None                                                   # (v, J, ∇J) of the best point so far
-    for t in range(steps + 1):
+    for t in range(steps):               # ``steps`` model passes, as many as plain gradient ascent
         v = v.detach().requires_grad_(True)
         x = generator(v) if generator is not None else v
         if t == 0 and (not isinstance(x, torch.Tensor) or tuple(x.shape) != (n, *shape)):
@@ -149,7 +149,7 @@ def _ascend(model, target, shape, v, steps, lr, l2, prior, generator, objective)
             keep = better.view(view)
             best = tuple(torch.where(keep.expand_as(a) if a.ndim > 1 else better, a, b)
                          for a, b in zip((v, J, g), best))
-        if t < steps:
+        if t < steps - 1:
             v = best[0] + step.view(view) * best[2]                          # v ← v + α ∇J
     with torch.no_grad():
         return (generator(best[0]) if generator is not None else best[0]).detach()
