@@ -146,9 +146,12 @@ def _ascend(model, target, shape, v, steps, lr, l2, prior, generator, objective)
             # α = sᵀs / (−sᵀy): the inverse of the curvature along the step just taken
             bb = torch.where(sy < 0, ss / (-sy).clamp(min=1e-30), torch.full_like(ss, MAX_STEP * lr))
             step = torch.where(better, bb.clamp(max=MAX_STEP * lr), step / 4)
-            keep = better.view(view)
-            best = tuple(torch.where(keep.expand_as(a) if a.ndim > 1 else better, a, b)
-                         for a, b in zip((v, J, g), best))
+            if better.all():             # the common case: no copying
+                best = v, J, g
+            else:
+                keep = better.view(view)
+                best = tuple(torch.where(keep.expand_as(a) if a.ndim > 1 else better, a, b)
+                             for a, b in zip((v, J, g), best))
         if t < steps - 1:
             v = best[0] + step.view(view) * best[2]                          # v ← v + α ∇J
     with torch.no_grad():
