@@ -214,6 +214,22 @@ def _captum_lime(model, x, target):
                                   feature_mask=segments[i][None, None].expand(1, *x.shape[1:]),
                                   perturbations_per_eval=LIME_SAMPLES) for i in range(len(x))]
 
+
+
+def _plain_gradient_ascent(model, x, target, steps=None, lr=0.1, l2=0.01):
+    """The floor of activation maximisation: the same objective, fixed step, one forward and backward a step."""
+    steps = AM_STEPS if steps is None else steps
+    v = x.clone()
+    for _ in range(steps):
+        v.requires_grad_(True)
+        with torch.enable_grad():
+            J = torch.log_softmax(model(v), 1).gather(1, target[:, None]).sum() - l2 * v.pow(2).sum()
+            (g,) = torch.autograd.grad(J, v)
+        v = (v + lr * g).detach()
+    return v
+
+
+AM_STEPS = 10
 ROWS = [
     Row("saliency", "captum Saliency", lambda m, x, t: attribution.saliency(m, x, t), _captum("Saliency", abs=True)),
     Row("input_x_gradient", "captum InputXGradient", lambda m, x, t: attribution.input_x_gradient(m, x, t),
@@ -242,6 +258,12 @@ ROWS = [
     Row("lime", "captum Lime", lambda m, x, t: attribution.lime(m, x, t, segments=_grid(x), samples=LIME_SAMPLES,
                                                                 seed=0), _captum_lime, points=LIME_SAMPLES),
     Row("fullgrad", "pytorch-grad-cam FullGrad", lambda m, x, t: attribution.fullgrad(m, x, t), _gradcam_fullgrad),
+    Row("deconvnet", "captum Deconvolution", lambda m, x, t: attribution.deconvnet(m, x, t), _captum("Deconvolution")),
+    # not an attribution: the reference is plain gradient ascent on the same objective for the same steps
+    Row("activation_maximization", "plain gradient ascent",
+        lambda m, x, t: attribution.activation_maximization(m, t, tuple(x.shape[1:]), steps=AM_STEPS, l2=0.01,
+                                                            start=x),
+        _plain_gradient_ascent, points=AM_STEPS),
 ] + [Row(name, f"zennit {theirs}", lambda m, x, t, c=ours: attribution.lrp(m, x, t, composite=c), _zennit(theirs))
      for ours, theirs, name in LRP_COMPOSITES] + PERTURBATION_ROWS
 

@@ -10,7 +10,8 @@ N class indices; the result has the shape of ``inputs`` (Grad-CAM and FullGrad: 
 | deeplift, deepshap | deeplift (on the engine in rules) | 3 |
 | integrated_gradients, gradient_shap | integrated_gradients | 4 |
 | smoothgrad | smoothgrad | 5 |
-| guided_backprop | guided_backprop (on the engine in rules) | 13 |
+| guided_backprop | guided_backprop (on the engine in rules) | 13, 11 |
+| deconvnet | deconvnet (on the engine in rules) | 11 |
 | grad_cam, guided_grad_cam | grad_cam | 13 |
 | full_gradients, fullgrad | fullgrad | 13 |
 | lrp | lrp (rules in lrp_rules, on the engine in rules) | 9 |
@@ -20,9 +21,20 @@ N class indices; the result has the shape of ``inputs`` (Grad-CAM and FullGrad: 
 | shapley_values, kernel_shap | shapley (on the engine in masking) | 8 |
 | xrai | xrai (regions over integrated_gradients) | 6 |
 | lime | lime (on the engine in masking) | 7 |
+
+Not in :data:`METHODS` (it takes no ``inputs``: it *makes* an input), but here by name:
+
+| function | module | chapter |
+|---|---|---|
+| activation_maximization (general, with a prior, in a generator's code space) | activation_maximization | 10 |
+
+(The digits generator and the Gaussian digits prior it uses are models: ``models.load("digits_vae")``,
+``models.digits_prior()``, in ``xai_course/models/generators.py``.)
 """
 from ._core import METHODS, explaining, gradient_of_target, register
+from .activation_maximization import activation_maximization
 from .baselines import make_baseline
+from .deconvnet import deconvnet
 from .deeplift import deeplift, deepshap
 from .fullgrad import full_gradients, fullgrad
 from .grad_cam import grad_cam, guided_grad_cam
@@ -41,6 +53,6 @@ from .xrai import xrai
 
 __all__ = ["METHODS", "register", "explaining", "gradient_of_target", "make_baseline", "Rule", "backward_rules",
            "saliency", "input_x_gradient", "deeplift", "deepshap", "integrated_gradients", "gradient_shap",
-           "smoothgrad", "guided_backprop", "grad_cam", "guided_grad_cam", "full_gradients", "fullgrad",
-           "random_attribution", "lrp", "masked_outputs", "superpixels", "occlusion",
-           "shapley_values", "kernel_shap", "xrai", "lime"]
+           "smoothgrad", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "full_gradients", "fullgrad",
+           "random_attribution", "activation_maximization", "lrp", "masked_outputs", "superpixels",
+           "occlusion", "shapley_values", "kernel_shap", "xrai", "lime"]

@@ -2,6 +2,7 @@
 
     python -m xai_course.models.train shapes_cnn            # train, evaluate, write weights + card
     python -m xai_course.models.train all --out /tmp/models  # every model, somewhere else
+    python -m xai_course.models.train digits_vae            # chapter 10's generator (models/generators.py)
 
 Shapes models see fresh images every epoch (seed ``TRAIN_SEED + epoch``) and are evaluated on images
 drawn with ``TEST_SEED``, a seed no training or validation step ever uses. Digits models train on the
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import digits, shapes
-from .zoo import CHECKSUMS, MODELS, WEIGHTS_DIR, sha256, spec
+from .zoo import CHECKSUMS, GENERATORS, MODELS, WEIGHTS_DIR, sha256, spec
 
 TRAIN_SEED = 1_000  # epoch e of a shapes model draws its images with seed TRAIN_SEED + e
 TEST_SEED = 999_999  # the shapes test set: never used in training
@@ -131,7 +132,12 @@ def save(name: str, model: torch.nn.Module, report: dict, out: Path = WEIGHTS_DI
     path = out / f"{name}.pt"
     torch.save(model.state_dict(), path)
     n_params = sum(p.numel() for p in model.parameters())
-    (out / f"{name}.md").write_text(_card(spec(name), report, n_params))
+    if name in GENERATORS:
+        from .generators import vae_card
+
+        (out / f"{name}.md").write_text(vae_card(report, n_params))
+    else:
+        (out / f"{name}.md").write_text(_card(spec(name), report, n_params))
     checksums_file = out / CHECKSUMS.name
     checksums = json.loads(checksums_file.read_text()) if checksums_file.exists() else {}
     checksums[name] = sha256(path)
@@ -141,13 +147,19 @@ def save(name: str, model: torch.nn.Module, report: dict, out: Path = WEIGHTS_DI
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train the course models and write their weights and model cards.")
-    parser.add_argument("name", choices=sorted(MODELS) + ["all"])
+    parser.add_argument("name", choices=sorted(MODELS) + sorted(GENERATORS) + ["all"])
     parser.add_argument("--epochs", type=int, default=None, help="default: the model's own")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="where to write (default: the package)")
     args = parser.parse_args(argv)
-    for name in sorted(MODELS) if args.name == "all" else [args.name]:
+    for name in sorted(MODELS) + sorted(GENERATORS) if args.name == "all" else [args.name]:
+        if name in GENERATORS:         # chapter 10's VAE: its own loss and card (see generators.py)
+            from .generators import train_vae
+
+            model, report = train_vae(**({} if args.epochs is None else {"epochs": args.epochs}), seed=args.seed)
+            print(f"wrote {save(name, model, report, args.out)}")
+            continue
         model, report = train_model(name, epochs=args.epochs, seed=args.seed, device=args.device)
         print(f"wrote {save(name, model, report, args.out)}")
 

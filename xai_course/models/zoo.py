@@ -47,10 +47,16 @@ MODELS = {
 }
 
 
+# models of the data rather than classifiers (chapter 10): name -> builder; trained by
+# ``python -m xai_course.models.train NAME`` too (see :mod:`.generators`)
+GENERATORS: dict = {"digits_vae": lambda: __import__(__package__ + ".generators", fromlist=["DigitsVAE"]).DigitsVAE()}
+
+
 def spec(name: str) -> ModelSpec:
     """The :class:`ModelSpec` of a course model; a clear error names the models there are."""
     if not isinstance(name, str) or name not in MODELS:
-        raise ValueError(f"name must be one of the course models {sorted(MODELS)}, got {name!r}")
+        raise ValueError(f"name must be one of the course models {sorted(MODELS) + sorted(GENERATORS)}, "
+                         f"got {name!r}")
     return MODELS[name]
 
 
@@ -59,7 +65,7 @@ def sha256(path: Path) -> str:
 
 
 def weights_path(name: str) -> Path:
-    return WEIGHTS_DIR / f"{spec(name).name}.pt"
+    return WEIGHTS_DIR / f"{name if name in GENERATORS else spec(name).name}.pt"
 
 
 def load(name: str, device: str | torch.device = "cpu") -> nn.Module:
@@ -67,9 +73,10 @@ def load(name: str, device: str | torch.device = "cpu") -> nn.Module:
 
     Works offline: the weights are part of the package and are checked against their SHA-256
     checksum first. The model card ``weights/NAME.md`` says how the model was trained and how
-    accurate it is; ``model.classes`` holds the class names.
+    accurate it is; ``model.classes`` holds the class names. ``"digits_vae"`` is the generator of
+    chapter 10 (a VAE; ``model.decode`` maps codes to digits), not a classifier.
     """
-    s = spec(name)
+    s = None if isinstance(name, str) and name in GENERATORS else spec(name)
     path = weights_path(name)
     if not path.exists():
         raise FileNotFoundError(f"the weights of {name!r} are missing ({path}); retrain them with "
@@ -79,7 +86,8 @@ def load(name: str, device: str | torch.device = "cpu") -> nn.Module:
     if expected != actual:
         raise RuntimeError(f"the weights file {path} does not match its checksum in {CHECKSUMS} "
                            f"(expected {expected}, got {actual}); reinstall the package or retrain")
-    model = s.build()
+    model = GENERATORS[name]() if s is None else s.build()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    model.classes = s.classes
+    if s is not None:
+        model.classes = s.classes
     return model.eval().to(device)
