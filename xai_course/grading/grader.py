@@ -131,14 +131,10 @@ def extract(paths) -> tuple:
 
 
 def code_for(extracted, exercise_id: str) -> dict:
-    from .markup import ALL
+    """The code a test of ``exercise_id`` loads (markup.code_for, imported late like the rest of markup)."""
+    from .markup import code_for as markup_code_for
 
-    if exercise_id in extracted:
-        return extracted[exercise_id]
-    if ALL in extracted:
-        return extracted[ALL]
-    return {"code": "", "error": f"the submission has no cell for exercise {exercise_id} "
-                                 f"(a code cell tagged 'exercise' with id {exercise_id!r} in its metadata)"}
+    return markup_code_for(extracted, exercise_id)
 
 
 # --- the tests: collected in this process only --------------------------------------------------------------
