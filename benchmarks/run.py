@@ -224,8 +224,8 @@ def _plain_gradient_ascent(model, x, target, steps=None, lr=0.1, l2=0.01):
         v.requires_grad_(True)
         with torch.enable_grad():
             J = torch.log_softmax(model(v), 1).gather(1, target[:, None]).sum() - l2 * v.pow(2).sum()
-            (g,) = torch.autograd.grad(J, v)
-        v = (v + lr * g).detach()
+            gradient = torch.autograd.grad(J, v)[0]
+        v = (v + lr * gradient).detach()
     return v
 
 
