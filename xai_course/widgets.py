@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import textwrap
 from pathlib import Path
 
 BUILDERS = ("jupyter-book", "jb build", "sphinx-build", "sphinx.cmd.build")
@@ -40,8 +41,9 @@ def interact(function, **controls):
                          f"value; missing for {missing}")
     if building_book():
         settings = ", ".join(f"{name}={defaults[name]!r}" for name in controls)
-        print(f"Interactive widget (live in Jupyter or Colab). Shown here at {settings}; "
-              f"the static figure below covers the same range.")
+        print("Interactive widget (live in Jupyter or Colab); the static figure below")
+        print("covers the same range. " + textwrap.fill(f"Shown here at {settings}.", 79 - 23,
+                                                        subsequent_indent="", break_long_words=False))
         return function(**{name: defaults[name] for name in controls})
     import ipywidgets
 
