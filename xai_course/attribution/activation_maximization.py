@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._core import Target, check_model, check_target, explaining
+from ._core import Target, check_int, check_model, check_target, explaining
 
 STARTS = ("noise", "zeros")
 OBJECTIVES = ("log_prob", "logit")
@@ -81,9 +81,7 @@ def activation_maximization(model: nn.Module, target: Target, shape, steps: int 
     n = 1 if single else target.numel() if isinstance(target, torch.Tensor) else (
         len(target) if isinstance(target, (list, tuple)) else 1)
     target = check_target(target, n)
-    for name, value in (("steps", steps),):
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    steps = check_int(steps, "steps")
     for name, value, low in (("lr", lr, 0.0), ("l2", l2, None)):
         if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or (
                 value <= 0 if low is not None else value < 0):

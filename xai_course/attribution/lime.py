@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ._core import Target, check_call, register
-from .integrated_gradients import make_generator
+from ._core import check_int, make_generator
 from .masking import check_batch_size, check_segments, default_batch_size, masked_outputs, paint
 
 
@@ -71,8 +71,7 @@ def lime(model: nn.Module, inputs: torch.Tensor, target: Target, segments=None, 
     ``return_surrogate`` also returns a :class:`Surrogate` (coefficients, intercept, score).
     """
     model, inputs, target = check_call(model, inputs, target)
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 2:
-        raise ValueError(f"samples must be an int >= 2, got {samples!r}")
+    samples = check_int(samples, "samples", minimum=2)
     if not isinstance(kernel_width, (int, float)) or isinstance(kernel_width, bool) or not kernel_width > 0:
         raise ValueError(f"kernel_width must be a number > 0, got {kernel_width!r}")
     if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha >= 0:

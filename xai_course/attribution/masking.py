@@ -26,18 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._core import check_call, check_inputs, check_model, explaining
+from ._core import check_batch_size, check_call, check_inputs, check_model, explaining
 from .baselines import Baseline, make_baseline
 
 OUTPUTS = ("target", "logits", "probabilities")
 ELEMENTS_PER_BATCH = 2 ** 20  # default batch: about 4 MB of float32 perturbed inputs (CPU caches like small batches)
-
-
-def check_batch_size(batch_size) -> Optional[int]:
-    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool)
-                                   or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-    return batch_size
 
 
 def default_batch_size(inputs: torch.Tensor) -> int:

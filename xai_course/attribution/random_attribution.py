@@ -10,8 +10,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ._core import Target, check_call, register
-from .integrated_gradients import make_generator
+from ._core import Target, check_call, make_generator, register
 
 
 @register("random_attribution")

@@ -30,7 +30,7 @@ from torch import nn
 
 from ._core import Target, check_call, register
 from .baselines import Baseline
-from .integrated_gradients import make_generator
+from ._core import check_int, make_generator
 from .masking import check_batch_size, check_segments, coalition_keep, evaluate, make_fill, paint
 
 MAX_EXACT = 20
@@ -207,9 +207,7 @@ def kernel_shap(model: nn.Module, inputs: torch.Tensor, target: Target, segments
     """
     model, inputs, target, segments, counts, fill = prepare(model, inputs, target, segments, baseline,
                                                             batch_size)
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 2:
-        raise ValueError(f"samples must be an int >= 2 (model calls per example, f(x) and f(x') included), "
-                         f"got {samples!r}")
+    samples = check_int(samples, "samples", minimum=2)  # model calls per example, f(x) and f(x') included
     generator = make_generator(seed, "cpu")
     values = torch.zeros(len(inputs), int(counts.max()), dtype=torch.float64, device=inputs.device)
     for m, idx in by_segment_count(counts):

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._core import Target, check_call, check_inputs, register
+from ._core import Target, check_call, check_inputs, check_int, register
 from .integrated_gradients import integrated_gradients
 
 SCALES = (50, 100, 150, 250, 500, 1200)   # PAIR's Felzenszwalb scales, sigma 0.8
@@ -154,8 +154,7 @@ def xrai(model: nn.Module, inputs: torch.Tensor, target: Target, attributions: O
     if not isinstance(area_threshold, (int, float)) or isinstance(area_threshold, bool) \
             or not 0 <= area_threshold <= 1:
         raise ValueError(f"area_threshold must be a number in [0, 1], got {area_threshold!r}")
-    if not isinstance(min_pixel_diff, int) or isinstance(min_pixel_diff, bool) or min_pixel_diff < 1:
-        raise ValueError(f"min_pixel_diff must be a positive int, got {min_pixel_diff!r}")
+    min_pixel_diff = check_int(min_pixel_diff, "min_pixel_diff")
     n, _, h, w = inputs.shape
     if attributions is None:
         attributions = sum(integrated_gradients(model, inputs, target, baseline=value, steps=steps,
