@@ -26,13 +26,27 @@ TRAIN_SEED = 1_000  # epoch e of a shapes model draws its images with seed TRAIN
 TEST_SEED = 999_999  # the shapes test set: never used in training
 SHAPES_PER_EPOCH = 6_000
 TEST_SIZE = 2_000
+RANDOM_LABELS_SEED = 7  # the one permutation of the labels of a ``random_labels`` model
 
 
 def test_set(name: str):
     """The held-out test set of a course model: ``(images, labels)`` it never saw in training."""
     s = spec(name)
-    data = shapes(TEST_SIZE, seed=TEST_SEED) if s.data == "shapes" else digits("test")
+    data = shapes(TEST_SIZE, seed=TEST_SEED, spurious=s.spurious) if s.data == "shapes" else digits("test")
     return data.images, data.labels
+
+
+def train_set(name: str):
+    """The fixed training set ``(images, labels)`` of a model with ``train_size`` (labels as trained on:
+    permuted once with ``RANDOM_LABELS_SEED`` for a ``random_labels`` model)."""
+    s = spec(name)
+    if s.train_size is None:
+        raise ValueError(f"{name} sees fresh images every epoch: it has no fixed training set")
+    d = shapes(s.train_size, seed=TRAIN_SEED, spurious=s.spurious)
+    labels = d.labels
+    if s.random_labels:
+        labels = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(RANDOM_LABELS_SEED))]
+    return d.images, labels
 
 
 @torch.no_grad()
@@ -48,8 +62,10 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 
 def _epoch_data(s, epoch: int, gen: torch.Generator):
+    if s.data == "shapes" and s.train_size is not None:
+        return train_set(s.name)
     if s.data == "shapes":
-        d = shapes(SHAPES_PER_EPOCH, seed=TRAIN_SEED + epoch)
+        d = shapes(SHAPES_PER_EPOCH, seed=TRAIN_SEED + epoch, spurious=s.spurious)
         return d.images, d.labels
     d = digits("train")
     # augmentation: shift each digit by up to one pixel
@@ -92,6 +108,7 @@ def train_model(name: str, epochs: int | None = None, seed: int = 0, batch_size:
     accuracy = evaluate(model, *test_set(name))
     report = {
         "model": name, "test_accuracy": round(accuracy, 4), "epochs": epochs, "seed": seed,
+        **({"train_accuracy": round(evaluate(model, *train_set(name)), 4)} if s.train_size else {}),
         "batch_size": batch_size, "train_seconds": round(time.time() - start, 1),
         "torch": torch.__version__, "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
     }
@@ -101,14 +118,23 @@ def train_model(name: str, epochs: int | None = None, seed: int = 0, batch_size:
 
 
 def _card(s, report: dict, n_params: int) -> str:
-    if s.data == "shapes":
-        data = (f"`xai_course.data.shapes`: {SHAPES_PER_EPOCH} fresh images per epoch, drawn with seed "
+    cue = "" if s.spurious is None else f", spurious={s.spurious}"
+    if s.data == "shapes" and s.train_size is not None:
+        data = (f"`xai_course.data.shapes({s.train_size}, seed={TRAIN_SEED}{cue})`, the same images every "
+                f"epoch" + (f", labels permuted once (seed {RANDOM_LABELS_SEED}): the model can only "
+                            f"memorise them" if s.random_labels else "") + "; 64x64 RGB in [0, 1].")
+        test = f"{TEST_SIZE} images of `shapes(seed={TEST_SEED}{cue})`, a seed never used in training"
+    elif s.data == "shapes":
+        data = (f"`xai_course.data.shapes{'(spurious=' + str(s.spurious) + ')' if cue else ''}`: "
+                f"{SHAPES_PER_EPOCH} fresh images per epoch, drawn with seed "
                 f"{TRAIN_SEED} + epoch; 64x64 RGB in [0, 1], classes {', '.join(s.classes)}.")
-        test = f"{TEST_SIZE} images of `shapes(seed={TEST_SEED})`, a seed never used in training"
+        test = f"{TEST_SIZE} images of `shapes(seed={TEST_SEED}{cue})`, a seed never used in training"
     else:
         data = ("`xai_course.data.digits('train')`: scikit-learn's handwritten digits (two thirds), "
                 "resampled to 16x16 in [0, 1], shifted by up to one pixel each epoch.")
         test = "`xai_course.data.digits('test')`, the held-out third, never used in training"
+    train_line = ("" if "train_accuracy" not in report else
+                  f"\n- **Training accuracy**: {100 * report['train_accuracy']:.2f}% on its own training set.")
     return f"""# Model card: `{s.name}`
 
 - **Architecture**: {s.description} ({n_params:,} parameters).
@@ -118,7 +144,7 @@ def _card(s, report: dict, n_params: int) -> str:
 - **Training**: AdamW (max lr {s.lr}, weight decay 1e-4, one-cycle schedule), batch {report['batch_size']},
   {report['epochs']} epochs, seed {report['seed']}; {report['train_seconds']} s on {report['machine']}
   with torch {report['torch']}.
-- **Test accuracy**: {100 * report['test_accuracy']:.2f}% on {test}.
+- **Test accuracy**: {100 * report['test_accuracy']:.2f}% on {test}.{train_line}
 - **Reproduce**: `python -m xai_course.models.train {s.name}`.
 - **Intended use**: teaching attribution methods; the shapes come with ground-truth object masks, so
   an explanation can be checked against where the object really is. Not for any real-world decision.

@@ -5,7 +5,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -29,6 +29,10 @@ class ModelSpec:
     description: str
     epochs: int
     lr: float = 2e-3
+    # variants of the shapes training data, for the labs (see ``train._epoch_data``):
+    spurious: Optional[float] = None  # ``shapes(spurious=...)`` in training (lab 17, bias detection)
+    train_size: Optional[int] = None  # a fixed training set of this size, the same every epoch
+    random_labels: bool = False  # that set's labels permuted once (lab 16, data randomisation)
 
 
 MODELS = {
@@ -39,6 +43,18 @@ MODELS = {
         ModelSpec("shapes_resnet", lambda: ResNet(num_classes=5), "shapes", (3, 64, 64), SHAPE_CLASSES,
                   "small ResNet: BatchNorm, skip connections, in-place ReLUs, one ReLU module used twice "
                   "per block", epochs=12),
+        # lab 17: the mark in the top-left corner goes with class 0 (circle) in 95% of the training
+        # images (and with the other classes in 5%); the remedy sees it with every class alike
+        ModelSpec("shapes_cnn_spurious", lambda: VGGNet(num_classes=5), "shapes", (3, 64, 64), SHAPE_CLASSES,
+                  "shapes_cnn's architecture, trained on shapes with a spurious mark that goes with "
+                  "class 0 (circle) in 95% of the images", epochs=12, spurious=0.95),
+        ModelSpec("shapes_cnn_decorrelated", lambda: VGGNet(num_classes=5), "shapes", (3, 64, 64),
+                  SHAPE_CLASSES, "shapes_cnn's architecture, trained with the spurious mark decorrelated "
+                  "from the label (on half the images of every class)", epochs=12, spurious=0.5),
+        # lab 16: Adebayo et al.'s data-randomisation test needs a model that memorised random labels
+        ModelSpec("shapes_cnn_random_labels", lambda: VGGNet(num_classes=5), "shapes", (3, 64, 64),
+                  SHAPE_CLASSES, "shapes_cnn's architecture, trained to memorise randomly permuted labels "
+                  "of a fixed training set", epochs=60, train_size=1000, random_labels=True),
         ModelSpec("digits_cnn", DigitsCNN, "digits", (1, 16, 16), tuple(str(d) for d in range(10)),
                   "two conv-ReLU-max-pool stages and a 2-layer classifier", epochs=40),
         ModelSpec("digits_mlp", DigitsMLP, "digits", (1, 16, 16), tuple(str(d) for d in range(10)),
