@@ -29,18 +29,35 @@ from .rules import NONLINEAR, Rule, backward_rules, refusing, vjp
 
 
 class _Relevance(torch.autograd.Function):
-    """Forward y = layer(a) (or compute()); backward: the rule's R of a."""
+    """Forward y = layer(a) (or compute()); backward: the rule's R of a.
+
+    A rule that splits the weights by sign, on an input a ≥ 0: the forward pass computes the parts
+    (p, n) = (W⁺ᵀa, W⁻ᵀa) in one convolution and y = p + n + b from them, and the backward pass
+    needs no forward convolution of its own (a layer folded from a BatchNorm reuses them).
+    """
 
     @staticmethod
     def forward(ctx, a, layer, rule, compute):
+        ctx.layer, ctx.rule = layer, rule
+        ctx.split = rule.split and (layer.source is not None and layer.source[0].parts is not None
+                                    or layer.source is None and not bool((a < 0).any()))
+        if ctx.split:
+            p, n = layer.signed_parts(a)
+            ctx.save_for_backward(a, p, n)
+            if compute:
+                return compute()
+            y = p + n
+            return y if layer.bias is None else y + layer.per_channel(layer.bias, y)
         y = compute() if compute else layer(a, layer.weight, layer.bias)
         # a copy of z: an in-place ReLU may overwrite y
         ctx.save_for_backward(a, y.clone() if rule.needs_output else None)
-        ctx.layer, ctx.rule = layer, rule
         return y
 
     @staticmethod
     def backward(ctx, R):
+        if ctx.split:
+            a, p, n = ctx.saved_tensors
+            return ctx.rule.relevance_split(a, R, ctx.layer, p, n), None, None, None
         a, z = ctx.saved_tensors
         return ctx.rule.relevance(a, R, ctx.layer, z), None, None, None
 

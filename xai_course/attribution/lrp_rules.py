@@ -40,6 +40,42 @@ class Layer:
     def __init__(self, function, weight: Tensor, bias, options: dict):
         self.function, self.weight, self.bias, self.options = function, weight.detach(), bias, options
         self.bias = None if bias is None else bias.detach()
+        self.parts = None          # (W⁺ᵀa, W⁻ᵀa) once :meth:`signed_parts` has run on a ≥ 0
+        self.source = None         # (layer, scale) for a layer folded from another one
+
+    @property
+    def dim(self) -> int:
+        """The output dimension that holds the channels (features for F.linear)."""
+        return -1 if self.function is torch.nn.functional.linear else 1
+
+    def per_channel(self, t: Tensor, like: Tensor) -> Tensor:
+        shape = [1] * like.ndim
+        shape[self.dim] = -1
+        return t.view(shape)
+
+    def signed_parts(self, a: Tensor):
+        """``(p, n) = (W⁺ᵀa, W⁻ᵀa)`` (no bias) for a ≥ 0: what z⁺, αβ and γ divide by.
+
+        One call with the stacked weights [W⁺; W⁻]; a layer folded from another reuses that
+        layer's parts (per output channel, scale·W has positive part s⁺W⁺ + s⁻W⁻).
+        """
+        if self.source is not None and self.source[0].parts is not None:
+            (p, n), scale = self.source[0].parts, self.source[1]
+            up, down = self.per_channel(scale.clamp(min=0), p), self.per_channel(scale.clamp(max=0), p)
+            self.parts = (up * p + down * n, up * n + down * p)
+        elif self.options.get("groups", 1) == 1:
+            w = self.weight
+            self.parts = self(a, torch.cat([w.clamp(min=0), w.clamp(max=0)]), None).chunk(2, dim=self.dim)
+        else:
+            self.parts = (self(a, self.weight.clamp(min=0)), self(a, self.weight.clamp(max=0)))
+        return self.parts
+
+    def gradients(self, a: Tensor, pairs) -> Tensor:
+        """Σ W_i s_i over ``pairs`` [(s_i, W_i), ...]: one backward call with stacked weights if it can."""
+        if self.options.get("groups", 1) == 1 and len(pairs) > 1:
+            return self.gradient(a, torch.cat([s for s, _ in pairs], dim=self.dim),
+                                 torch.cat([w for _, w in pairs]))
+        return sum(self.gradient(a, s, w) for s, w in pairs)
 
     def __call__(self, a: Tensor, w: Tensor, b=None) -> Tensor:
         return self.function(a, w, b, **self.options)
@@ -62,7 +98,9 @@ class Layer:
         """The layer followed by an affine map per output channel (a BatchNorm in eval mode)."""
         index = (slice(None),) + (None,) * (self.weight.ndim - 1)
         bias = shift if self.bias is None else self.bias * scale + shift
-        return Layer(self.function, self.weight * scale[index], bias, self.options)
+        folded = Layer(self.function, self.weight * scale[index], bias, self.options)
+        folded.source = (self, scale)
+        return folded
 
 
 def _plus(t):
@@ -74,9 +112,15 @@ def _minus(t):
 
 
 class LRPRule:
-    """``relevance(a, R, layer, z)``: the relevance of the inputs a; z is the layer's output if known."""
+    """``relevance(a, R, layer, z)``: the relevance of the inputs a; z is the layer's output if known.
+
+    Rules that split the weights by sign (z⁺, αβ, γ) also have ``relevance_split(a, R, layer, p, n)``
+    for inputs a ≥ 0 (after a ReLU), with ``(p, n) = layer.signed_parts(a)`` computed in the forward
+    pass: one convolution with stacked weights instead of the layer's own and then two more.
+    """
 
     needs_output = False
+    split = False
 
     def relevance(self, a: Tensor, R: Tensor, layer: Layer, z) -> Tensor:
         raise NotImplementedError
@@ -127,10 +171,16 @@ class ZPlus(LRPRule):
     def __init__(self, stabilizer: float = 1e-6):
         self.stabilizer = stabilizer
 
+    split = True
+
     def relevance(self, a, R, layer, z):
         w = layer.weight
         return _signed(a, R, layer, _plus(w), _minus(w), _plus(layer.bias),
                        self.stabilizer)
+
+    def relevance_split(self, a, R, layer, p, n):      # z = W⁺ᵀa + b⁺
+        z = p if layer.bias is None else p + layer.per_channel(_plus(layer.bias), p)
+        return a * layer.gradient(a, R / stabilize(z, self.stabilizer), _plus(layer.weight))
 
 
 class AlphaBeta(LRPRule):
@@ -146,6 +196,17 @@ class AlphaBeta(LRPRule):
         if self.beta == 0:
             return positive
         return positive - _signed(a, R * self.beta, layer, wn, wp, _minus(b), self.stabilizer, negative)
+
+    split = True
+
+    def relevance_split(self, a, R, layer, p, n):      # z⁺ = W⁺ᵀa + b⁺, z⁻ = W⁻ᵀa + b⁻
+        w, b, eps = layer.weight, layer.bias, self.stabilizer
+        if b is not None:
+            p, n = p + layer.per_channel(_plus(b), p), n + layer.per_channel(_minus(b), n)
+        pairs = [(R * self.alpha / stabilize(p, eps), _plus(w))]
+        if self.beta != 0:
+            pairs.append((R * -self.beta / stabilize(n, eps), _minus(w)))
+        return a * layer.gradients(a, pairs)
 
 
 class Gamma(LRPRule):
@@ -165,6 +226,22 @@ class Gamma(LRPRule):
         zero = torch.zeros((), dtype=R.dtype, device=R.device)
         return (_signed(a, torch.where(z > 0, R, zero), layer, up, down, b_up, self.stabilizer, negative)
                 + _signed(a, torch.where(z < 0, R, zero), layer, down, up, b_down, self.stabilizer, negative))
+
+    split = True
+
+    def relevance_split(self, a, R, layer, p, n):
+        """z_up = (1+γ)p + n + b + γb⁺ where z > 0, z_down = p + (1+γ)n + b + γb⁻ where z < 0;
+        W_up s_up + W_down s_down = W⁺((1+γ)s_up + s_down) + W⁻(s_up + (1+γ)s_down)."""
+        g, eps, b, w = self.gamma, self.stabilizer, layer.bias, layer.weight
+        z, up, down = p + n, (1 + g) * p + n, p + (1 + g) * n
+        if b is not None:
+            z = z + layer.per_channel(b, z)
+            up = up + layer.per_channel(b + g * b.clamp(min=0), z)
+            down = down + layer.per_channel(b + g * b.clamp(max=0), z)
+        zero = torch.zeros((), dtype=R.dtype, device=R.device)
+        s_up = torch.where(z > 0, R / stabilize(up, eps), zero)
+        s_down = torch.where(z < 0, R / stabilize(down, eps), zero)
+        return a * layer.gradients(a, [((1 + g) * s_up + s_down, _plus(w)), (s_up + (1 + g) * s_down, _minus(w))])
 
 
 class ZBox(LRPRule):
