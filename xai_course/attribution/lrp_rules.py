@@ -254,8 +254,16 @@ class ZBox(LRPRule):
         w, wp, wn = layer.weight, layer.weight.clamp(min=0), layer.weight.clamp(max=0)
         low = torch.as_tensor(self.low, dtype=a.dtype, device=a.device).expand_as(a)
         high = torch.as_tensor(self.high, dtype=a.dtype, device=a.device).expand_as(a)
-        s = R / stabilize(layer(a, w) - layer(low, wp) - layer(high, wn), self.stabilizer)
-        return a * layer.gradient(a, s, w) - low * layer.gradient(a, s, wp) - high * layer.gradient(a, s, wn)
+        if layer.options.get("groups", 1) != 1:
+            s = R / stabilize(layer(a, w) - layer(low, wp) - layer(high, wn), self.stabilizer)
+            return a * layer.gradient(a, s, w) - low * layer.gradient(a, s, wp) - high * layer.gradient(a, s, wn)
+        # the three terms as one layer on the stacked inputs [a, l, h] with weights [W, -W⁺, -W⁻]
+        # (stacked along the input channels): one forward and one backward call
+        d = 1 if layer.dim == 1 else -1
+        stacked = torch.cat([a, low, high], dim=d)
+        s = R / stabilize(layer(stacked, torch.cat([w, -wp, -wn], dim=1)), self.stabilizer)
+        c = layer.gradient(stacked, s, torch.cat([w, wp, wn], dim=1)).chunk(3, dim=d)
+        return a * c[0] - low * c[1] - high * c[2]
 
 
 class Flat(LRPRule):
