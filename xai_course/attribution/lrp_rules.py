@@ -233,15 +233,15 @@ class Gamma(LRPRule):
         """z_up = (1+γ)p + n + b + γb⁺ where z > 0, z_down = p + (1+γ)n + b + γb⁻ where z < 0;
         W_up s_up + W_down s_down = W⁺((1+γ)s_up + s_down) + W⁻(s_up + (1+γ)s_down)."""
         g, eps, b, w = self.gamma, self.stabilizer, layer.bias, layer.weight
-        z, up, down = p + n, (1 + g) * p + n, p + (1 + g) * n
-        if b is not None:
-            z = z + layer.per_channel(b, z)
-            up = up + layer.per_channel(b + g * b.clamp(min=0), z)
-            down = down + layer.per_channel(b + g * b.clamp(max=0), z)
-        zero = torch.zeros((), dtype=R.dtype, device=R.device)
-        s_up = torch.where(z > 0, R / stabilize(up, eps), zero)
-        s_down = torch.where(z < 0, R / stabilize(down, eps), zero)
-        return a * layer.gradients(a, [((1 + g) * s_up + s_down, _plus(w)), (s_up + (1 + g) * s_down, _minus(w))])
+        if b is not None:           # z = p + n + b; the biases b⁺, b⁻ go with p and n
+            p, n = p + layer.per_channel(b.clamp(min=0), p), n + layer.per_channel(b.clamp(max=0), n)
+        z = p + n
+        positive = z > 0            # where z > 0 the denominator is z_up = z + γp, where z < 0 z_down = z + γn
+        s = R / stabilize(z + g * torch.where(positive, p, n), eps)
+        s = torch.where(z == 0, torch.zeros((), dtype=s.dtype, device=s.device), s)
+        weighted = (1 + g) * s      # W_up s_up + W_down s_down = W⁺((1+γ)s_up + s_down) + W⁻(s_up + (1+γ)s_down)
+        return a * layer.gradients(a, [(torch.where(positive, weighted, s), _plus(w)),
+                                       (torch.where(positive, s, weighted), _minus(w))])
 
 
 class ZBox(LRPRule):
