@@ -106,7 +106,7 @@ def _explainer(method):
 
 def model_randomization_test(model: nn.Module, inputs: torch.Tensor, target, method, order: str = "cascading",
                              seed: Optional[int] = None, measures=None, options: Optional[dict] = None,
-                             return_maps: bool = False) -> dict:
+                             return_maps: bool = False, reference: Optional[torch.Tensor] = None) -> dict:
     """Adebayo et al.'s model-parameter randomisation test: explain ``inputs`` with ``method`` on the
     trained ``model`` and on each of :func:`randomized_models`, and compare the maps.
 
@@ -114,12 +114,14 @@ def model_randomization_test(model: nn.Module, inputs: torch.Tensor, target, met
     **options)``. Returns ``{"layers": [names, top first], "scores": {measure: (layers, N)}}`` with the
     measures of :func:`~xai_course.evaluation.similarity.map_similarities` (default: all four), and
     ``"maps"`` ``(1 + layers, N, C, H, W)`` (the trained model's first) if ``return_maps``.
+    ``reference``: the trained model's maps, if already computed (saves one explanation).
     """
     from .similarity import MEASURES, map_similarities
 
     explain, options = _explainer(method), dict(options or {})
     measures = MEASURES if measures is None else tuple(measures)
-    reference = explain(model, inputs, target, **options).detach()
+    if reference is None:
+        reference = explain(model, inputs, target, **options).detach()
     layers, scores, maps = [], {m: [] for m in measures}, [reference]
     for name, randomized in randomized_models(model, order, seed):
         a = explain(randomized, inputs, target, **options).detach()
@@ -135,13 +137,14 @@ def model_randomization_test(model: nn.Module, inputs: torch.Tensor, target, met
 
 
 def data_randomization_test(model: nn.Module, random_model: nn.Module, inputs: torch.Tensor, target, method,
-                            measures=None, options: Optional[dict] = None) -> dict:
+                            measures=None, options: Optional[dict] = None,
+                            reference: Optional[torch.Tensor] = None) -> dict:
     """Adebayo et al.'s data-randomisation test: ``{measure: (N,)}``, the similarity of ``method``'s maps
     of ``model`` (trained on the true labels) and of ``random_model`` (the same architecture trained on
-    permuted labels) for the same inputs and target."""
+    permuted labels) for the same inputs and target (``reference``: ``model``'s maps, if computed)."""
     from .similarity import MEASURES, map_similarities
 
     explain, options = _explainer(method), dict(options or {})
-    a = explain(model, inputs, target, **options).detach()
+    a = explain(model, inputs, target, **options).detach() if reference is None else reference
     b = explain(random_model, inputs, target, **options).detach()
     return map_similarities(a, b, MEASURES if measures is None else tuple(measures))
