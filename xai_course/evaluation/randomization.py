@@ -42,16 +42,19 @@ def parameter_layers(model: nn.Module) -> List[Tuple[str, nn.Module]]:
 
 
 def _reinitialise(module: nn.Module, seed: int) -> None:
-    devices = sorted({p.device.index or 0 for p in module.parameters() if p.device.type == "cuda"})
+    """Re-initialise ``module``'s own parameters under ``seed``; the global
+    random state is left as it was (fork_rng)."""
+    devices = sorted({p.device.index or 0 for p in module.parameters()
+                      if p.device.type == "cuda"})
     with torch.random.fork_rng(devices=devices), torch.no_grad():
-        torch.random.default_generator.manual_seed(seed)  # = torch.manual_seed(seed) on the CPU
+        torch.random.default_generator.manual_seed(seed)  # the CPU's
         for d in devices:
             with torch.cuda.device(d):
                 torch.cuda.manual_seed(seed)
         if callable(getattr(module, "reset_parameters", None)):
-            module.reset_parameters()
+            module.reset_parameters()  # the layer's own initialisation
             return
-        for p in module.parameters(recurse=False):
+        for p in module.parameters(recurse=False):  # a custom layer
             std = float(p.float().std()) if p.numel() > 1 else float(p.abs().max())
             p.normal_(0.0, std) if std > 0 else p.zero_()
 
@@ -87,11 +90,16 @@ def layer_seeds(seed: int, count: int) -> List[int]:
 
 
 def _generate(model, top_down, seeds, order):
+    """Yield (name, copy) for the layers named in top_down (top first)."""
     working = copy.deepcopy(model) if order == "cascading" else None
     for name in top_down:
-        copy_ = working if order == "cascading" else copy.deepcopy(model)
-        _reinitialise(copy_.get_submodule(name), seeds[name])
-        yield name, (copy.deepcopy(working) if order == "cascading" else copy_)
+        if order == "cascading":  # one more layer of the same copy
+            _reinitialise(working.get_submodule(name), seeds[name])
+            yield name, copy.deepcopy(working)
+        else:  # a fresh copy of the original, one layer changed
+            single = copy.deepcopy(model)
+            _reinitialise(single.get_submodule(name), seeds[name])
+            yield name, single
 
 
 def _explainer(method):
