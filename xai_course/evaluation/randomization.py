@@ -55,7 +55,8 @@ def _reinitialise(module: nn.Module, seed: int) -> None:
             module.reset_parameters()  # the layer's own initialisation
             return
         for p in module.parameters(recurse=False):  # a custom layer
-            std = float(p.float().std()) if p.numel() > 1 else float(p.abs().max())
+            p_ = p.float()
+            std = float(p_.std() if p.numel() > 1 else p_.abs().max())
             p.normal_(0.0, std) if std > 0 else p.zero_()
 
 
