@@ -37,9 +37,9 @@ def method_options(scale: str, images: torch.Tensor, background: torch.Tensor) -
 
     Both scales cut what costs most: the reduced scale (the notebook's) runs IG, XRAI and SmoothGrad
     with 8 steps / 4 samples, LIME and Kernel SHAP with 32 samples, occlusion (8x8 window) at stride
-    8 and exact Shapley values on a 2x2 grid, on 3 images; the full scale with 32 steps / 16 samples, 200
-    samples, stride 4 and a 3x3 grid, on 12 images (within about ten minutes on two loaded cores). Superpixels (LIME, Kernel SHAP) and XRAI's segments depend on the
-    images only, so they are computed once, not once per randomised model.
+    8 and exact Shapley values on a 2x2 grid, on 3 images; the full scale with 32 steps / 16 samples,
+    200 samples, stride 4 and a 3x3 grid, on 12 images. Superpixels (LIME, Kernel SHAP) and XRAI's
+    segments depend on the images only, so they are computed once, not once per randomised model.
     """
     from ..attribution import METHODS, superpixels
     from ..attribution.xrai import xrai_segments
@@ -115,6 +115,14 @@ def run(scale: str = "reduced", methods=None, images: int = None, verbose: bool 
               "options": {k: {o: (v if isinstance(v, (int, float, str)) else f"{type(v).__name__} (per image)")
                               for o, v in opts.items()} for k, opts in options.items()}}
     return {"config": config, "methods": results}
+
+
+def images_for(results: dict) -> torch.Tensor:
+    """The images a run explained, ``(N, 3, 64, 64)`` (drawn again from its seed)."""
+    from ..data import shapes
+
+    config = results["config"]
+    return shapes(config["images"], seed=config["images_seed"]).images
 
 
 def summary(results: dict, measure: str = "spearman_abs") -> dict:
