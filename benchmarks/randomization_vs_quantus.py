@@ -7,7 +7,8 @@ The same work on both sides, in one process: shapes_cnn, the same 8 shapes image
 the same explanation method (the gradient; Quantus through its own ``quantus.explain``, i.e. Captum's
 ``Saliency``, absolute and summed over channels; ours ``saliency``), the same layers (Quantus takes the
 modules with ``reset_parameters``, here the same six Conv2d/Linear layers as ours), top layer first,
-cascading and independent, the same similarity (Spearman; SSIM in a second row). Quantus's settings:
+cascading and independent, the same similarity (Spearman; SSIM of the maps as images in a second row,
+through a small wrapper on Quantus's side: see ``_ssim_2d``). Quantus's settings:
 ``abs=True, normalise=False`` (a rank correlation does not see the normalisation anyway). Reported: the
 median time of each over interleaved repeats, the ratio, and the largest difference between the
 per-layer mean scores (the randomised weights differ: Quantus re-seeds the global RNG with the same
@@ -36,11 +37,29 @@ warnings.filterwarnings("ignore")
 QUANTUS_ORDER = {"cascading": "top_down", "independent": "independent"}
 
 
+def _ssim_2d(a, b, batched=True, **kwargs):
+    """SSIM of each pair of flattened 64x64 maps as images (Gaussian window, joint data range).
+
+    Quantus 0.6's own ``similarity_func.ssim`` cannot serve here: MPRT flattens the maps to (N, H*W)
+    before calling it (so it would compare 1-D signals), and its batched result is a list, on which
+    MPRT calls ``.tolist()`` and fails. This is the similarity ours computes, in Quantus's loop.
+    """
+    from skimage.metrics import structural_similarity
+
+    out = []
+    for p, q in zip(a, b):
+        side = int(round(len(p) ** 0.5))
+        p, q = p.reshape(side, side).astype(np.float64), q.reshape(side, side).astype(np.float64)
+        both = np.concatenate([p.ravel(), q.ravel()])
+        out.append(structural_similarity(p, q, data_range=float(both.max() - both.min()), gaussian_weights=True,
+                                         sigma=1.5, use_sample_covariance=False))
+    return np.array(out)
+
+
 def quantus_run(model, x, y, order, measure):
     import quantus
 
-    similarity = {"spearman": quantus.similarity_func.correlation_spearman,
-                  "ssim": quantus.similarity_func.ssim}[measure]
+    similarity = {"spearman": quantus.similarity_func.correlation_spearman, "ssim": _ssim_2d}[measure]
     metric = quantus.MPRT(similarity_func=similarity, layer_order=QUANTUS_ORDER[order], abs=True,
                           normalise=False, disable_warnings=True, seed=0)
     scores = metric(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=None,
@@ -68,11 +87,13 @@ def ours_run(model, x, y, order, measure):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args(argv)
-    repeats = 2 if args.quick else 5
+    repeats = args.repeats or (2 if args.quick else 5)
     torch.set_num_threads(2)
     model = models.load("shapes_cnn")
-    x = shapes(8, seed=16_016).images
+    x = shapes(args.images, seed=16_016).images
     with torch.no_grad():
         y = model(x).argmax(1)
     rows = []

@@ -27,17 +27,12 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _ranks(x: torch.Tensor) -> torch.Tensor:
-    """Ranks 0..n-1 along dim 1, ties given their average rank (as scipy.stats.rankdata)."""
-    order = x.argsort(dim=1, stable=True)
-    sorted_x = x.gather(1, order)
-    ranks = torch.empty_like(x)
-    n = x.shape[1]
-    for i in range(x.shape[0]):  # average the ranks of tied runs
-        values, inverse, counts = torch.unique_consecutive(sorted_x[i], return_inverse=True, return_counts=True)
-        ends = counts.cumsum(0).double()
-        average = ends - (counts.double() + 1) / 2
-        ranks[i, order[i]] = average[inverse]
-    return ranks
+    """Ranks 0..n-1 along dim 1, ties given their average rank (as scipy.stats.rankdata), batched:
+    a value's tied run in its sorted row spans [first, last], and its rank is (first + last) / 2."""
+    sorted_x, order = x.sort(dim=1, stable=True)
+    first = torch.searchsorted(sorted_x, sorted_x, right=False)
+    last = torch.searchsorted(sorted_x, sorted_x, right=True) - 1
+    return torch.empty_like(x).scatter_(1, order, (first + last).to(x.dtype) / 2)
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor, absolute: bool = False) -> torch.Tensor:
