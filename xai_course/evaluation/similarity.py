@@ -104,14 +104,16 @@ def ssim(a: torch.Tensor, b: torch.Tensor, absolute: bool = True, normalise: boo
         raise ValueError(f"maps must be at least {len(w)}x{len(w)} pixels for the Gaussian window, "
                          f"got {tuple(x.shape[-2:])}")
 
-    def mean(t):  # Gaussian local mean over the positions whose window lies inside the image
+    def mean(t):  # Gaussian local means, where the window fits the image
         t = torch.nn.functional.conv2d(t[:, None], w.view(1, 1, -1, 1))
         return torch.nn.functional.conv2d(t, w.view(1, 1, 1, -1))[:, 0]
 
     mx, my = mean(x), mean(y)
-    vx, vy, cxy = mean(x * x) - mx * mx, mean(y * y) - my * my, mean(x * y) - mx * my
+    vx, vy = mean(x * x) - mx * mx, mean(y * y) - my * my
+    cxy = mean(x * y) - mx * my
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    s = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)
+         / ((mx * mx + my * my + c1) * (vx + vy + c2)))
     return s.flatten(1).mean(1).float()
 
 
