@@ -144,6 +144,17 @@ def load_results(path: Path = RESULTS) -> dict:
     return json.loads(path.read_text())
 
 
+def _rounded(value, digits: int = 5):
+    """The results with every float rounded to ``digits`` decimals (a smaller file, same numbers)."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v, digits) for v in value]
+    return value
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="full scale; write " + str(RESULTS))
@@ -166,7 +177,7 @@ def main(argv=None) -> dict:
     print(f"{seconds} s")
     if args.full:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        args.out.write_text(json.dumps(_rounded(results), indent=1) + "\n")
         print(f"wrote {args.out}")
     return results
 
