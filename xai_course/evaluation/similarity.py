@@ -30,8 +30,14 @@ def _ranks(x: torch.Tensor) -> torch.Tensor:
     """Ranks 0..n-1 along dim 1, ties given their average rank (as scipy.stats.rankdata), batched:
     a value's tied run in its sorted row spans [first, last], and its rank is (first + last) / 2."""
     sorted_x, order = x.sort(dim=1, stable=True)
-    first = torch.searchsorted(sorted_x, sorted_x, right=False)
-    last = torch.searchsorted(sorted_x, sorted_x, right=True) - 1
+    n = x.shape[1]
+    index = torch.arange(n, device=x.device).expand_as(order)
+    starts = torch.ones_like(order, dtype=torch.bool)
+    starts[:, 1:] = sorted_x[:, 1:] != sorted_x[:, :-1]   # a new run of equal values begins
+    ends = torch.ones_like(starts)
+    ends[:, :-1] = starts[:, 1:]
+    first = torch.where(starts, index, 0).cummax(1).values
+    last = torch.where(ends, index, n - 1).flip(1).cummin(1).values.flip(1)
     return torch.empty_like(x).scatter_(1, order, (first + last).to(x.dtype) / 2)
 
 
