@@ -10,7 +10,8 @@ modules with ``reset_parameters``, here the same six Conv2d/Linear layers as our
 cascading and independent, the same similarity (Spearman; SSIM of the maps as images in a second row,
 through a small wrapper on Quantus's side: see ``_ssim_2d``). Quantus's settings:
 ``abs=True, normalise=False`` (a rank correlation does not see the normalisation anyway). Reported: the
-median time of each over interleaved repeats, the ratio, and the largest difference between the
+median wall-clock time of each over interleaved repeats, the ratio (Quantus / ours), the ratio of the
+median CPU times of the process (steadier on a shared machine), and the largest difference between the
 per-layer mean scores (the randomised weights differ: Quantus re-seeds the global RNG with the same
 seed before every layer, ours draws one seed per layer, so the scores agree only statistically; the
 exact parity on equal weights is tests/test_randomization.py).
@@ -100,11 +101,13 @@ def main(argv=None):
     for measure in ("spearman", "ssim"):
         for order in ("cascading", "independent"):
             times = {"quantus": [], "ours": []}
+            cpu = {"quantus": [], "ours": []}
             for _ in range(repeats):  # interleaved
                 for side, run in (("quantus", quantus_run), ("ours", ours_run)):
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.process_time()
                     result = run(model, x, y, order, measure)
                     times[side].append(time.perf_counter() - start)
+                    cpu[side].append(time.process_time() - start_cpu)
                     if side == "quantus":
                         theirs = result
                     else:
@@ -112,11 +115,12 @@ def main(argv=None):
             assert set(ours) == set(theirs), (sorted(ours), sorted(theirs))
             gap = max(abs(ours[k] - theirs[k]) for k in ours)
             q, o = statistics.median(times["quantus"]), statistics.median(times["ours"])
-            rows.append((f"MPRT {order}", measure, 1000 * q, 1000 * o, q / o, gap))
-    print(f"{'work':22s} {'similarity':10s} {'quantus ms':>10s} {'ours ms':>9s} {'quantus/ours':>12s} "
-          f"{'max |mean score gap|':>20s}")
-    for work, measure, q, o, ratio, gap in rows:
-        print(f"{work:22s} {measure:10s} {q:10.1f} {o:9.1f} {ratio:12.2f} {gap:20.3f}")
+            qc, oc = statistics.median(cpu["quantus"]), statistics.median(cpu["ours"])
+            rows.append((f"MPRT {order}", measure, 1000 * q, 1000 * o, q / o, qc / oc, gap))
+    print(f"{'work':17s} {'similarity':10s} {'quantus ms':>10s} {'ours ms':>8s} {'ratio':>6s} "
+          f"{'CPU ratio':>9s} {'max |mean gap|':>14s}")
+    for work, measure, q, o, ratio, cpu_ratio, gap in rows:
+        print(f"{work:17s} {measure:10s} {q:10.1f} {o:8.1f} {ratio:6.2f} {cpu_ratio:9.2f} {gap:14.3f}")
     return rows
 
 
