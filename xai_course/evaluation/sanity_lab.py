@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -168,8 +169,8 @@ def main(argv=None) -> dict:
     results["run"] = {
         "command": "python -m xai_course.evaluation.sanity_lab" + (" --full" if args.full else ""),
         "seconds": seconds, "torch": torch.__version__, "xai_course": getattr(xai_course, "__version__", "dev"),
-        "python": platform.python_version(), "machine": f"{platform.machine()}, {platform.processor() or '?'}, "
-                                                        f"{torch.get_num_threads()} threads",
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     for name, values in summary(results).items():
