@@ -77,3 +77,64 @@ def test_bad_input_names_the_parameter(call, match):
     a, masks = masks_and_maps()
     with pytest.raises(ValueError, match=match):
         call(a, masks)
+
+
+# --- the similarity measures of the sanity checks (lab 16) --------------------------------------------
+
+def test_ssim_equals_skimage_on_the_same_data_range():
+    from skimage.metrics import structural_similarity
+
+    from xai_course.evaluation import normalise_maps, ssim
+
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(3, 2, 20, 23, generator=g)
+    b = 0.5 * a + torch.randn(3, 2, 20, 23, generator=g)
+    x, y = a.sum(1).double().numpy(), b.sum(1).double().numpy()
+    ours = ssim(a, b, absolute=False, normalise=False, data_range=6.0)
+    for i in range(3):
+        theirs = structural_similarity(x[i], y[i], data_range=6.0, gaussian_weights=True, sigma=1.5,
+                                       use_sample_covariance=False)
+        assert ours[i].item() == pytest.approx(theirs, abs=1e-6)
+    # the default: |map| rescaled to [0, 1], data range 1
+    xn, yn = normalise_maps(a.sum(1).abs()).double().numpy(), normalise_maps(b.sum(1).abs()).double().numpy()
+    for i, value in enumerate(ssim(a, b)):
+        theirs = structural_similarity(xn[i], yn[i], data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                       use_sample_covariance=False)
+        assert value.item() == pytest.approx(theirs, abs=1e-6)
+
+
+def test_similarities_by_hand():
+    from xai_course.evaluation import hog_similarity, map_similarities, ssim
+
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(2, 3, 24, 24, generator=g)
+    for name, value in map_similarities(a, a).items():          # identical maps: 1 on every measure
+        np.testing.assert_allclose(value.numpy(), 1.0, atol=1e-6, err_msg=name)
+    assert np.allclose(spearman(a, -a).numpy(), -1.0)            # negated: -1 signed, 1 absolute
+    assert np.allclose(spearman(a, -a, absolute=True).numpy(), 1.0)
+    assert np.allclose(ssim(a, -a).numpy(), 1.0) and np.allclose(hog_similarity(a, -a).numpy(), 1.0)
+    assert ssim(a, 3 * a + 0.0).allclose(torch.ones(2))          # rescaled map: the same after normalising
+    noise = torch.randn(2, 3, 24, 24, generator=g)
+    assert (map_similarities(a, noise)["spearman"].abs() < 0.3).all()
+
+
+def test_spearman_absolute_equals_scipy():
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(2, 30, generator=g), torch.randn(2, 30, generator=g)
+    for i in range(2):
+        expected = scipy.stats.spearmanr(a[i].abs().numpy(), b[i].abs().numpy())[0]
+        assert spearman(a, b, absolute=True)[i].item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_similarity_bad_input():
+    from xai_course.evaluation import map_similarities, ssim
+
+    a = torch.rand(2, 1, 16, 16)
+    with pytest.raises(ValueError, match="same shape"):
+        ssim(a, a[:, :, :12])
+    with pytest.raises(ValueError, match="at least 11x11"):
+        ssim(a[:, :, :8, :8], a[:, :, :8, :8])
+    with pytest.raises(ValueError, match="measures must be"):
+        map_similarities(a, a, ["pearson"])
+    with pytest.raises(ValueError, match="data_range must be positive"):
+        ssim(a, a, normalise=False, data_range=0)

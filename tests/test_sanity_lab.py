@@ -1,0 +1,54 @@
+"""Lab 16's experiment module: the structure of its results, its options for every method, the shipped file."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from xai_course.attribution import METHODS
+from xai_course.evaluation import sanity_lab
+from xai_course.evaluation.similarity import MEASURES
+
+
+def test_every_method_has_options_at_both_scales():
+    images = sanity_lab.images_for({"config": {"images": 2, "images_seed": sanity_lab.IMAGES_SEED}})
+    for scale in sanity_lab.SCALES:
+        assert set(sanity_lab.method_options(scale, images, images[:1])) == set(METHODS)
+
+
+def test_a_small_run_has_every_layer_and_measure():
+    results = sanity_lab.run("reduced", methods=["saliency", "random_attribution"], images=1, return_maps=True)
+    layers = ["classifier.4", "classifier.1", "features.8", "features.5", "features.3", "features.0"]
+    for name, entry in results["methods"].items():
+        for order in ("cascading", "independent"):
+            assert entry[order]["layers"] == layers
+            assert set(entry[order]["scores"]) == set(MEASURES)
+            assert all(len(v) == 6 and len(v[0]) == 1 for v in entry[order]["scores"].values())
+        assert set(entry["data"]) == set(MEASURES) and entry["maps"].shape == (7, 1, 3, 64, 64)
+    # a map that ignores the model is the same for every copy: similarity 1 everywhere
+    summary = sanity_lab.summary(results)["random_attribution"]
+    assert summary["cascading"] == pytest.approx([1.0] * 6) and summary["data"] == pytest.approx(1.0)
+    assert summary != sanity_lab.summary(results)["saliency"]
+
+
+def test_bad_scale():
+    with pytest.raises(ValueError, match="scale must be one of"):
+        sanity_lab.run("huge")
+
+
+def test_the_shipped_full_results():
+    results = sanity_lab.load_results()
+    assert results["config"]["scale"] == "full" and set(results["methods"]) == set(METHODS)
+    assert results["run"]["command"] == "python -m xai_course.evaluation.sanity_lab --full"
+    for key in ("seconds", "torch", "machine", "date"):
+        assert key in results["run"]
+    n = results["config"]["images"]
+    for entry in results["methods"].values():
+        assert len(entry["cascading"]["scores"]["spearman_abs"][0]) == n
+    json.dumps(results)  # plain data
+
+
+def test_load_results_names_the_command_when_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--full"):
+        sanity_lab.load_results(tmp_path / "missing.json")
