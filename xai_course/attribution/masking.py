@@ -53,13 +53,18 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, target: Optional[torch.Tens
     n, total = inputs.shape[0], inputs.shape[0] * rows
     chunk = check_batch_size(batch_size) or default_batch_size(inputs)
     x, fill = inputs.detach(), fill.detach()
+    # oneDNN's CPU convolutions run faster on channels-last images (measured here, no-grad forward
+    # passes of 256 images: shapes_cnn 2.3x, shapes_resnet 1.8x, resnet18 1.4x); values agree to
+    # float32 rounding, and models without convolutions see the same numbers in the same order
+    cpu_images = inputs.ndim == 4 and inputs.device.type == "cpu"
+    layout = torch.channels_last if cpu_images else torch.contiguous_format
     results = []
     with explaining(model), torch.no_grad():
         for start in range(0, total, chunk):
             p = torch.arange(start, min(start + chunk, total), device=inputs.device)
             example, row = p // rows, p % rows
-            z = keep(example, row)
-            logits = model(torch.where(z, x[example], fill[example]))
+            batch = torch.where(keep(example, row), x[example], fill[example])
+            logits = model(batch.contiguous(memory_format=layout))
             if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != len(p):
                 got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
                 raise ValueError(f"model must return logits of shape (N, classes) = ({len(p)}, classes), "
