@@ -196,7 +196,8 @@ def study(scale: str = "reduced", models: dict = None, seed: int = 0, verbose: b
 def verdicts(results: dict) -> dict:
     """The report's claims, computed per lens on the spurious model, among the methods other than the
     random map: are FullGrad's maps the tightest (smallest half-mass area), and do they put the most
-    mass on the mark? And: is the spurious model's fairness gap larger than the remedy's?"""
+    mass on the mark? Which methods "separate the models" (mark mass on the spurious model above the
+    remedy's by more than two combined standard errors)? Is the spurious model's gap the larger?"""
     out = {"gap spurious > gap decorrelated":
            results["fairness_gap"][MODELS[0]] > results["fairness_gap"][MODELS[1]]}
     for lens, table in results["scores"][MODELS[0]].items():
@@ -205,9 +206,12 @@ def verdicts(results: dict) -> dict:
             continue
         by_area = sorted(scores, key=lambda m: scores[m]["half area"])
         by_mark = sorted(scores, key=lambda m: -scores[m]["mark"])
+        remedy = results["scores"][MODELS[1]][lens]
+        separates = [m for m in scores if scores[m]["mark"] - remedy[m]["mark"]
+                     > 2 * (scores[m]["mark se"] ** 2 + remedy[m]["mark se"] ** 2) ** 0.5]
         out[lens] = {"tightest": by_area[0], "fullgrad rank by tightness": 1 + by_area.index("fullgrad"),
                      "most mass on the mark": by_mark[0], "fullgrad rank by mark mass": 1 + by_mark.index("fullgrad"),
-                     "methods ranked": len(scores)}
+                     "methods ranked": len(scores), "separate the models": separates}
     return out
 
 
