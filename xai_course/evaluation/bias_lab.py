@@ -47,14 +47,18 @@ SCALES = {  # images per test set; images per lens (see LENSES) explained by eve
 RESULTS = Path(__file__).parent / "results" / "bias_lab.json"
 
 
-def test_sets(n: int = 500, seed: int = TEST_SEED, cue_class: int = 0) -> dict:
+def test_sets(n: int = 500, seed: int = TEST_SEED,
+              cue_class: int = 0) -> dict:
     """``{"aligned", "flipped", "absent"}`` -> :class:`~xai_course.data.shapes.Dataset`: the same ``n``
     images (``shapes(n, seed)``; the mark is drawn last) with the mark aligned, flipped or absent
     (``cue`` and ``cue_masks`` all False)."""
-    sets = {name: shapes(n, seed=seed, spurious=p, cue_class=cue_class) for name, p in CONDITIONS.items()}
-    absent = sets["absent"]  # shapes(spurious=None) has no cue fields: no image carries the mark
-    sets["absent"] = Dataset(absent.images, absent.labels, absent.masks, absent.classes,
-                             torch.zeros(n, dtype=torch.bool), torch.zeros_like(absent.masks))
+    # (lines within 79 characters: the lab prints this function)
+    sets = {name: shapes(n, seed=seed, spurious=p, cue_class=cue_class)
+            for name, p in CONDITIONS.items()}
+    absent = sets["absent"]  # shapes(spurious=None) has no cue fields
+    sets["absent"] = Dataset(absent.images, absent.labels, absent.masks,
+                             absent.classes, torch.zeros(n, dtype=torch.bool),
+                             torch.zeros_like(absent.masks))
     return sets
 
 
@@ -84,14 +88,16 @@ def accuracies(model: torch.nn.Module, sets: dict, cue_class: int = 0) -> dict:
     return out
 
 
-def fairness_gap(model: torch.nn.Module, sets: dict = None, n: int = 500, seed: int = TEST_SEED) -> float:
+def fairness_gap(model: torch.nn.Module, sets: dict = None, n: int = 500,
+                 seed: int = TEST_SEED) -> float:
     """Accuracy with the mark aligned minus accuracy with the mark flipped, on the same images.
 
     Near 0 for a model that ignores the mark; large for one that learned it as a shortcut."""
     sets = test_sets(n, seed) if sets is None else sets
     missing = {"aligned", "flipped"} - set(sets)
     if missing:
-        raise ValueError(f"sets must hold the conditions 'aligned' and 'flipped', missing {sorted(missing)}")
+        raise ValueError("sets must hold the conditions 'aligned' and "
+                         f"'flipped', missing {sorted(missing)}")
     acc = accuracies(model, {k: sets[k] for k in ("aligned", "flipped")})
     return acc["aligned"]["all"] - acc["flipped"]["all"]
 
@@ -130,16 +136,21 @@ def half_mass_area(maps: torch.Tensor, share: float = 0.5) -> torch.Tensor:
     a = pixel_map(maps).clamp(min=0).flatten(1)
     cumulative = a.sort(1, descending=True).values.cumsum(1)
     total = cumulative[:, -1:]
-    needed = (cumulative < share * total * (1 - 1e-6)).sum(1) + 1  # pixels until the share is reached
-    return torch.where(total[:, 0] > 0, needed / a.shape[1], torch.ones_like(total[:, 0]))
+    # pixels until the share is reached
+    needed = (cumulative < share * total * (1 - 1e-6)).sum(1) + 1
+    return torch.where(total[:, 0] > 0, needed / a.shape[1],
+                       torch.ones_like(total[:, 0]))
 
 
-def mark_scores(maps: torch.Tensor, cue_masks: torch.Tensor, masks: torch.Tensor) -> dict:
+def mark_scores(maps: torch.Tensor, cue_masks: torch.Tensor,
+                masks: torch.Tensor) -> dict:
     """Per image ``(N,)``: ``"mark"``/``"object"`` relevance mass on the mark / the object, ``"top-k IoU"``
     of the map's top-|mark| pixels with the mark, ``"pointing"`` (its peak on the mark) and
     ``"half area"`` (:func:`half_mass_area`)."""
-    return {"mark": relevance_mass(maps, cue_masks), "object": relevance_mass(maps, masks),
-            "top-k IoU": iou_top_k(maps, cue_masks), "pointing": pointing_game(maps, cue_masks).float(),
+    return {"mark": relevance_mass(maps, cue_masks),
+            "object": relevance_mass(maps, masks),
+            "top-k IoU": iou_top_k(maps, cue_masks),
+            "pointing": pointing_game(maps, cue_masks).float(),
             "half area": half_mass_area(maps)}
 
 
