@@ -271,13 +271,14 @@ ROWS = [
 def floor(model, x, target, points, forward_only=False):
     """One batched forward and backward over all points: the cost no gradient method can beat.
     ``forward_only``: forward passes only, in batches of 64 (perturbation methods; ``points=0``: the
-    occlusion positions)."""
+    occlusion positions), on channels-last images like :func:`xai_course.attribution.masking.evaluate`."""
     points = points or _occlusion_positions(x)
-    if forward_only:
+    if forward_only:  # in the layout the masked-evaluation engine uses (channels-last images on CPU)
         xs = x.repeat(points, *[1] * (x.ndim - 1))
+        layout = torch.channels_last if x.ndim == 4 and x.device.type == "cpu" else torch.contiguous_format
         with torch.no_grad():
             for chunk in xs.split(64):
-                model(chunk)
+                model(chunk.contiguous(memory_format=layout))
         return
     xs = x.repeat(points, *[1] * (x.ndim - 1)).requires_grad_(True)
     t = target.repeat(points)

@@ -24,7 +24,7 @@ Tensor = torch.Tensor
 
 def stabilize(z: Tensor, epsilon: float) -> Tensor:
     """z + ε·sign(z), sign(0) = +1: never crosses 0 (zennit's stabiliser)."""
-    return z + ((z == 0).to(z) + z.sign()) * epsilon
+    return torch.where(z >= 0, z + epsilon, z - epsilon)
 
 
 def divide(R: Tensor, z: Tensor, epsilon: float) -> Tensor:
@@ -106,14 +106,19 @@ class Zero(Epsilon):
         return a * layer.gradient(a, divide(R, z, 0.0), layer.weight)
 
 
-def _signed(a, R, layer, w_pos, w_neg, b, epsilon):
-    """a⁺ ⊙ W₁s + a⁻ ⊙ W₂s, with z = W₁ᵀa⁺ + W₂ᵀa⁻ + b (W₁ = w_pos)."""
+def _signed(a, R, layer, w_pos, w_neg, b, epsilon, negative=None):
+    """a⁺ ⊙ W₁s + a⁻ ⊙ W₂s, with z = W₁ᵀa⁺ + W₂ᵀa⁻ + b (W₁ = w_pos).
+
+    ``negative``: whether a has negative entries, if the caller knows (after a ReLU it has none:
+    then a = a⁺ and the a⁻ terms are skipped, which saves two passes over a and two convolutions).
+    """
+    if negative is None:
+        negative = bool((a < 0).any())
+    if not negative:
+        return a * layer.gradient(a, R / stabilize(layer(a, w_pos, b), epsilon), w_pos)
     ap, an = a.clamp(min=0), a.clamp(max=0)
-    negative = bool((an != 0).any())      # after a ReLU a⁻ = 0: skip it
-    z = layer(ap, w_pos, b) + (layer(an, w_neg) if negative else 0)
-    s = R / stabilize(z, epsilon)
-    r = ap * layer.gradient(a, s, w_pos)
-    return r + an * layer.gradient(a, s, w_neg) if negative else r
+    s = R / stabilize(layer(ap, w_pos, b) + layer(an, w_neg), epsilon)
+    return ap * layer.gradient(a, s, w_pos) + an * layer.gradient(a, s, w_neg)
 
 
 class ZPlus(LRPRule):
@@ -135,10 +140,12 @@ class AlphaBeta(LRPRule):
         self.alpha, self.beta, self.stabilizer = alpha, beta, stabilizer
 
     def relevance(self, a, R, layer, z):
-        w, b = layer.weight, layer.bias
-        positive = _signed(a, R, layer, _plus(w), _minus(w), _plus(b), self.stabilizer)
-        negative = _signed(a, R, layer, _minus(w), _plus(w), _minus(b), self.stabilizer)
-        return self.alpha * positive - self.beta * negative
+        w, b, negative = layer.weight, layer.bias, bool((a < 0).any())
+        wp, wn = _plus(w), _minus(w)
+        positive = _signed(a, R * self.alpha, layer, wp, wn, _plus(b), self.stabilizer, negative)
+        if self.beta == 0:
+            return positive
+        return positive - _signed(a, R * self.beta, layer, wn, wp, _minus(b), self.stabilizer, negative)
 
 
 class Gamma(LRPRule):
@@ -154,8 +161,10 @@ class Gamma(LRPRule):
         up, down = w + g * w.clamp(min=0), w + g * w.clamp(max=0)
         b_up = None if b is None else b + g * b.clamp(min=0)
         b_down = None if b is None else b + g * b.clamp(max=0)
-        return (_signed(a, R * (z > 0), layer, up, down, b_up, self.stabilizer)
-                + _signed(a, R * (z < 0), layer, down, up, b_down, self.stabilizer))
+        negative = bool((a < 0).any())
+        zero = torch.zeros((), dtype=R.dtype, device=R.device)
+        return (_signed(a, torch.where(z > 0, R, zero), layer, up, down, b_up, self.stabilizer, negative)
+                + _signed(a, torch.where(z < 0, R, zero), layer, down, up, b_down, self.stabilizer, negative))
 
 
 class ZBox(LRPRule):
