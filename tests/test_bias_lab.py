@@ -137,7 +137,7 @@ def test_bad_input():
 
 
 def test_the_spurious_model_uses_the_mark_and_the_remedy_does_not():
-    sets = bias_lab.test_sets(500)
+    sets = bias_lab.test_sets(250)                                   # paired images: little noise in the gap
     gaps = {name: bias_lab.fairness_gap(models.load(name), sets) for name in bias_lab.MODELS}
     assert gaps["shapes_cnn_spurious"] > 0.15, gaps                  # the shortcut costs 15+ points
     assert abs(gaps["shapes_cnn_decorrelated"]) < 0.03, gaps          # the remedy: within noise of 0
