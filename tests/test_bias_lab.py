@@ -89,6 +89,13 @@ def test_mark_scores_by_hand():
     torch.testing.assert_close(s["mark"], torch.tensor([1.0, 4 / (4 + 48)]))
     torch.testing.assert_close(s["object"], torch.tensor([0.0, 48 / 52]))
     torch.testing.assert_close(s["top-k IoU"], torch.tensor([1.0, 0.0]))   # top 4 pixels: the mark / object
+    torch.testing.assert_close(s["top-k share"], torch.tensor([1.0, 0.0]))
+    half = torch.zeros(1, 1, 8, 8)                                         # 2 of its top 4 on the mark
+    half[0, 0, 0, :2] = 2.0
+    half[0, 0, 7, :2] = 1.0
+    one = bias_lab.mark_scores(half, cue[:1], obj[:1])
+    torch.testing.assert_close(one["top-k share"], torch.tensor([0.5]))
+    torch.testing.assert_close(one["top-k IoU"], torch.tensor([2 / 6]))
     assert s["pointing"].tolist() == [1.0, 0.0]
     # half the mass: 2 of the 4 mark pixels (2/64); image 1: 9 object pixels hold 27 >= 26 of 52
     torch.testing.assert_close(s["half area"], torch.tensor([2 / 64, 9 / 64]))

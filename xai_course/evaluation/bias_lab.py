@@ -146,11 +146,13 @@ def half_mass_area(maps: torch.Tensor, share: float = 0.5) -> torch.Tensor:
 def mark_scores(maps: torch.Tensor, cue_masks: torch.Tensor,
                 masks: torch.Tensor) -> dict:
     """Per image ``(N,)``: ``"mark"``/``"object"`` relevance mass on the mark / the object, ``"top-k IoU"``
-    of the map's top-|mark| pixels with the mark, ``"pointing"`` (its peak on the mark) and
-    ``"half area"`` (:func:`half_mass_area`)."""
+    of the map's top-|mark| pixels with the mark and ``"top-k share"``, the share of those pixels on
+    the mark (h hits of k: IoU = h / (2k - h), share = h / k = 2 IoU / (1 + IoU)), ``"pointing"`` (its
+    peak on the mark) and ``"half area"`` (:func:`half_mass_area`)."""
+    iou = iou_top_k(maps, cue_masks)  # k = the mark's size: h hits give h / (2k - h)
     return {"mark": relevance_mass(maps, cue_masks),
             "object": relevance_mass(maps, masks),
-            "top-k IoU": iou_top_k(maps, cue_masks),
+            "top-k IoU": iou, "top-k share": 2 * iou / (1 + iou),
             "pointing": pointing_game(maps, cue_masks).float(),
             "half area": half_mass_area(maps)}
 
