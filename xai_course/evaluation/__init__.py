@@ -5,6 +5,10 @@ Sanity checks (Adebayo et al., 2018; lab 16): ``randomized_models`` (cascading o
 re-initialisation from the top layer down) and the similarity measures ``spearman(absolute=...)``,
 ``ssim``, ``hog_similarity``, all four at once with ``map_similarities``.
 
+The labs' studies are modules run as ``python -m xai_course.evaluation.<lab>_lab --full``:
+``bias_lab`` (lab 17: test sets with a spurious mark aligned, flipped or absent, the fairness gap, mass
+of every method's maps on the mark, half-mass area).
+
 Plain functions on batches; attributions ``(N, C, H, W)`` or ``(N, 1, H, W)`` are summed over channels
 first, as everywhere in the course.
 """
