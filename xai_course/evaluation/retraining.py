@@ -142,7 +142,7 @@ def roar(make_model: Callable[[], nn.Module], train_images: torch.Tensor, train_
          test_images: torch.Tensor, test_labels: torch.Tensor,
          attributions: Mapping[str, Tuple[torch.Tensor, torch.Tensor]], fractions: Sequence[float],
          seeds: Sequence[int] = (0, 1, 2), epochs: int = 10, random_baseline: bool = True,
-         batch_size: int = 50, lr: float = 5e-3, fill="mean") -> RoarResult:
+         batch_size: int = 50, lr: float = 5e-3, fill="mean", threads: Optional[int] = None) -> RoarResult:
     """RemOve And Retrain (Hooker et al., 2019): test accuracy of fresh models trained without the top pixels.
 
     ``attributions``: ``{method name: (train attributions, test attributions)}``, computed beforehand
@@ -151,8 +151,22 @@ def roar(make_model: Callable[[], nn.Module], train_images: torch.Tensor, train_
     by default, as in the paper), a fresh ``make_model()`` trained ``epochs`` epochs with
     :func:`train_classifier` (seed s), its accuracy on the modified test set. ``random_baseline`` adds
     the method ``"random"`` (``order="random"``, seeded with s). A fraction that removes no pixel is
-    trained once per seed and shared by all methods. Returns a :class:`RoarResult`.
+    trained once per seed and shared by all methods. ``threads``: torch's CPU threads during the run
+    (1 is fastest for the tiny CNN on a busy machine), restored afterwards. Returns a :class:`RoarResult`.
     """
+    threads = check_int(threads, "threads", allow_none=True)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _roar(make_model, train_images, train_labels, test_images, test_labels, attributions, fractions,
+                     seeds, epochs, random_baseline, batch_size, lr, fill)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _roar(make_model, train_images, train_labels, test_images, test_labels, attributions, fractions, seeds,
+          epochs, random_baseline, batch_size, lr, fill) -> RoarResult:
     start = time.perf_counter()
     if not callable(make_model):
         raise TypeError(f"make_model must be a function that builds a fresh model, got {type(make_model).__name__}")
