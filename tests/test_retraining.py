@@ -209,3 +209,22 @@ def test_road_bad_input():
         road(model, x, 0, a[:, :, :4], [0.5])
     with pytest.raises(TypeError, match="model"):
         road("model", x, 0, a, [0.5])
+
+
+def test_lab_verdicts_by_hand_and_the_shipped_results():
+    from xai_course.evaluation import roar_lab
+
+    method = torch.tensor([[0.5, 0.6, 0.7], [0.4, 0.5, 0.6]])  # (fractions, seeds)
+    random = method + torch.tensor([[0.1], [0.3]])  # random 0.2 higher on average, every seed
+    v = roar_lab.compare(method, random)
+    assert v["verdict"] == "lower" and abs(v["difference"] - 0.2) < 1e-6 and v["half_width"] < 1e-5
+    assert roar_lab.compare(random, method)["verdict"] == "higher"
+    noisy = method + torch.tensor([[0.1, -0.1, 0.0], [0.1, -0.1, 0.0]])
+    assert roar_lab.compare(method, noisy)["verdict"] == "no different"
+    table = torch.stack([method, random])
+    assert roar_lab.verdicts(table, ["m", "random"], [0.0, 0.5]) == {"m": roar_lab.compare(method[1:], random[1:])}
+    shipped = roar_lab.load_results()
+    assert shipped["command"] == "python -m xai_course.evaluation.roar_lab --full"
+    result = shipped["roar_result"]
+    assert result.accuracy.shape == (len(result.methods), len(result.fractions), len(result.seeds))
+    assert set(shipped["verdicts"]["roar"]) == set(roar_lab.ALL) and shipped["torch"] and shipped["machine"]
