@@ -228,3 +228,14 @@ def test_lab_verdicts_by_hand_and_the_shipped_results():
     result = shipped["roar_result"]
     assert result.accuracy.shape == (len(result.methods), len(result.fractions), len(result.seeds))
     assert set(shipped["verdicts"]["roar"]) == set(roar_lab.ALL) and shipped["torch"] and shipped["machine"]
+
+
+def test_imputation_in_blocks_of_images_is_the_same(monkeypatch):
+    import xai_course.evaluation.retraining as retraining
+
+    torch.manual_seed(1)
+    x = torch.rand(5, 3, 16, 16)
+    removed = removed_pixels(x, torch.rand(5, 1, 16, 16), 0.6)
+    together = noisy_linear_imputation(x, removed, noise=0.0)
+    monkeypatch.setattr(retraining, "SOLVE_PIXELS", 2 * 16 * 16)  # two images per solve
+    assert torch.allclose(noisy_linear_imputation(x, removed, noise=0.0), together, atol=1e-6)

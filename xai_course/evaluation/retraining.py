@@ -39,6 +39,7 @@ from .perturbation import check_fractions, perturb
 # ROAD's neighbour weights: (dh, dw) -> weight; direct neighbours 1/6, diagonal ones 1/12 (sum 1)
 NEIGHBOURS = {(-1, 0): 1 / 6, (1, 0): 1 / 6, (0, -1): 1 / 6, (0, 1): 1 / 6,
               (-1, -1): 1 / 12, (-1, 1): 1 / 12, (1, -1): 1 / 12, (1, 1): 1 / 12}
+SOLVE_PIXELS = 2 ** 17  # pixels per sparse solve (32 images of 64x64): bounds the LU's memory
 
 
 def tiny_cnn(num_classes: int = 5, in_channels: int = 3, width: int = 8) -> nn.Sequential:
@@ -223,7 +224,8 @@ def noisy_linear_imputation(inputs: torch.Tensor, removed: torch.Tensor, noise: 
 
         (Σ_j w_ij) x_i − Σ_{j removed} w_ij x_j = Σ_{j kept} w_ij x_j,
 
-    one sparse linear system per image (all channels at once, float64), so a hole is filled from its
+    one sparse linear system per image (all channels at once, float64; the systems of up to
+    :data:`SOLVE_PIXELS` pixels' worth of images solved together), so a hole is filled from its
     border inwards; then Gaussian noise of standard deviation ``noise`` is added to the imputed values
     only (drawn from a generator seeded with ``seed``). Kept pixels are returned unchanged. An image
     with every pixel removed has nothing to impute from: a ValueError.
@@ -246,34 +248,48 @@ def noisy_linear_imputation(inputs: torch.Tensor, removed: torch.Tensor, noise: 
     if full.any():
         raise ValueError(f"removed covers every pixel of image {int(np.flatnonzero(full)[0])}: nothing is "
                          f"left to impute from")
-    out = inputs.detach().clone()
-    unknown = np.flatnonzero(mask)  # flat indices n·H·W + h·W + w of all images: one block-diagonal system
-    if unknown.size == 0:
-        return out
-    var = -np.ones(n * h * w, dtype=np.int64)
-    var[unknown] = np.arange(unknown.size)
+    out = inputs.detach().clone().permute(0, 2, 3, 1).reshape(n * h * w, c)  # a copy, pixel-major
     pixels = inputs.detach().cpu().double().permute(0, 2, 3, 1).reshape(n * h * w, c).numpy()
+    step = max(1, SOLVE_PIXELS // (h * w))  # images per solve: bounded memory for the factorisation
+    for first in range(0, n, step):
+        lo, hi = first * h * w, min(n, first + step) * h * w
+        unknown, values = _solve_block(pixels[lo:hi], mask[lo:hi], h, w)
+        if unknown.size == 0:
+            continue
+        values = torch.from_numpy(values)
+        if noise > 0:
+            values = values + noise * torch.randn(values.shape, generator=gen, dtype=values.dtype)
+        out[torch.from_numpy(lo + unknown).to(out.device)] = values.to(out)
+    return out.view(n, h, w, c).permute(0, 3, 1, 2).contiguous()
+
+
+def _solve_block(pixels: np.ndarray, mask: np.ndarray, h: int, w: int):
+    """The imputed values of the removed pixels of a few images: ``(unknown, values (K, C))``.
+
+    ``pixels`` ``(n·H·W, C)`` and ``mask`` ``(n·H·W,)`` hold the images one after another, pixel by
+    pixel (flat index n·H·W + h·W + w), so their systems form one block-diagonal matrix.
+    """
+    unknown = np.flatnonzero(mask)
+    if unknown.size == 0:
+        return unknown, np.zeros((0, pixels.shape[1]))
+    var = -np.ones(mask.size, dtype=np.int64)
+    var[unknown] = np.arange(unknown.size)
     uh, uw = (unknown // w) % h, unknown % w
-    diag, rhs = np.zeros(unknown.size), np.zeros((unknown.size, c))
+    diag, rhs = np.zeros(unknown.size), np.zeros((unknown.size, pixels.shape[1]))
     rows, cols, vals = [np.arange(unknown.size)], [np.arange(unknown.size)], []
     for (dh, dw), weight in NEIGHBOURS.items():
         inside = (uh + dh >= 0) & (uh + dh < h) & (uw + dw >= 0) & (uw + dw < w)
-        diag[inside] += weight
+        diag[inside] += weight  # the weights of the neighbours inside the image
         j = np.where(inside, unknown + dh * w + dw, 0)
         free, kept = inside & (var[j] >= 0), inside & (var[j] < 0)
-        rows.append(np.flatnonzero(free))
+        rows.append(np.flatnonzero(free))  # a removed neighbour: -w_ij on the left
         cols.append(var[j[free]])
         vals.append(np.full(rows[-1].size, -weight))
-        rhs[kept] += weight * pixels[j[kept]]
+        rhs[kept] += weight * pixels[j[kept]]  # a kept neighbour: w_ij x_j on the right
     a = csc_matrix((np.concatenate([diag] + vals), (np.concatenate(rows), np.concatenate(cols))),
                    shape=(unknown.size, unknown.size))
     # the row-major pixel order keeps the matrix banded (bandwidth about W): no reordering needed
-    values = torch.from_numpy(spsolve(a, rhs, permc_spec="NATURAL").reshape(unknown.size, c))
-    if noise > 0:
-        values = values + noise * torch.randn(values.shape, generator=gen, dtype=values.dtype)
-    flat = out.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a copy: written back below
-    flat[torch.from_numpy(unknown).to(out.device)] = values.to(out)
-    return flat.view(n, h, w, c).permute(0, 3, 1, 2).contiguous()
+    return unknown, spsolve(a, rhs, permc_spec="NATURAL").reshape(unknown.size, -1)
 
 
 def removed_pixels(inputs: torch.Tensor, attributions: torch.Tensor, fraction: float, order: str = "most",
