@@ -153,6 +153,10 @@ def test_roar_bad_input():
         roar(linear_model, x, y, x, y, **{**ok, "attributions": {"random": (a, a)}})
     with pytest.raises(ValueError, match="attributions"):
         roar(linear_model, x, y, x, y, **{**ok, "attributions": {"p": (a[:, :, :4], a)}})
+    with pytest.raises(ValueError, match="lr"):
+        roar(linear_model, x, y, x, y, **{**ok, "lr": -1.0})
+    with pytest.raises(ValueError, match="batch_size"):
+        roar(linear_model, x, y, x, y, **{**ok, "batch_size": 0})
 
 
 def road_model():

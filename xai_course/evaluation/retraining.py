@@ -34,7 +34,7 @@ from scipy.sparse.linalg import spsolve
 from torch import nn
 
 from ..attribution._core import batches, check_call, check_inputs, check_int, check_number, explaining, make_generator
-from .perturbation import check_fractions, perturb
+from .perturbation import _check_attributions, check_fractions, perturb
 
 # ROAD's neighbour weights: (dh, dw) -> weight; direct neighbours 1/6, diagonal ones 1/12 (sum 1)
 NEIGHBOURS = {(-1, 0): 1 / 6, (1, 0): 1 / 6, (0, -1): 1 / 6, (0, 1): 1 / 6,
@@ -185,6 +185,11 @@ def _roar(make_model, train_images, train_labels, test_images, test_labels, attr
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
         raise ValueError(f"seeds must be a non-empty sequence of ints, got {seeds!r}")
     epochs = check_int(epochs, "epochs")
+    batch_size = check_int(batch_size, "batch_size")
+    lr = check_number(lr, "lr", meaning="the learning rate")
+    for name, (train_attr, test_attr) in attributions.items():  # all checked before any training
+        _check_attributions(train_images, train_attr)
+        _check_attributions(test_images, test_attr)
     methods = list(attributions) + (["random"] if random_baseline else [])
     height, width = train_images.shape[2:]
     acc = torch.zeros(len(methods), len(fractions), len(seeds), dtype=torch.float64)
@@ -192,18 +197,18 @@ def _roar(make_model, train_images, train_labels, test_images, test_labels, attr
     trainings = 0
     for m, name in enumerate(methods):
         for f, fraction in enumerate(fractions):
+            if name != "random":  # the same modified sets for every seed
+                train = perturb(train_images, attributions[name][0], fraction, "most", fill)
+                test = perturb(test_images, attributions[name][1], fraction, "most", fill)
             for s, seed in enumerate(seeds):
                 if round(fraction * height * width) == 0 and seed in unmodified:
                     acc[m, f, s] = unmodified[seed]
                     continue
-                if name == "random":
+                if name == "random":  # a new random ranking for every seed
                     ones = torch.ones_like(train_images[:, :1])
                     train = perturb(train_images, ones, fraction, "random", fill, seed=seed)
                     test = perturb(test_images, torch.ones_like(test_images[:, :1]), fraction, "random",
                                    fill, seed=seed + 1_000_003)
-                else:
-                    train = perturb(train_images, attributions[name][0], fraction, "most", fill)
-                    test = perturb(test_images, attributions[name][1], fraction, "most", fill)
                 model = train_classifier(make_model, train, train_labels, epochs, seed, batch_size, lr)
                 trainings += 1
                 acc[m, f, s] = accuracy(model, test, test_labels)
