@@ -1,22 +1,32 @@
-"""Evaluating explanations: localisation against ground-truth masks, map similarity (and, with the labs,
-pixel perturbation, insertion/deletion, faithfulness correlation, ROAR and sanity checks).
+"""Evaluating explanations (the labs 14-17): is an explanation faithful to the model, does it find the
+object, does it survive randomisation, does it reveal a bias? Plain functions on batches; attributions
+``(N, C, H, W)`` or ``(N, 1, H, W)`` are summed over channels first, as everywhere in the course.
 
-Sanity checks (Adebayo et al., 2018; lab 16): ``randomized_models`` (cascading or independent
-re-initialisation from the top layer down) and the similarity measures ``spearman(absolute=...)``,
-``ssim``, ``hog_similarity``, all four at once with ``map_similarities``.
+- Pixel perturbation (lab 14, :mod:`.perturbation`): ``rank_pixels``, ``fill_values``, ``perturb``,
+  ``perturbed_outputs`` (every fraction of every image through the masked-evaluation engine).
+- Localisation against ground-truth masks (:mod:`.localisation`): ``pointing_game``,
+  ``relevance_mass``, ``iou_top_k``.
+- ROAR and ROAD (lab 15, :mod:`.retraining`): ``roar`` retrains a fresh model without the top pixels;
+  ``road`` imputes them (``noisy_linear_imputation``) and keeps the original model.
+- Sanity checks (Adebayo et al., 2018; lab 16, :mod:`.randomization`): ``randomized_models``
+  (cascading or independent re-initialisation from the top layer down), the model- and
+  data-randomisation tests, and the similarity measures (:mod:`.similarity`) ``spearman(absolute=...)``,
+  ``ssim``, ``hog_similarity``, all four at once with ``map_similarities``.
 
-The labs' studies are modules run as ``python -m xai_course.evaluation.<lab>_lab --full``:
-``bias_lab`` (lab 17: test sets with a spurious mark aligned, flipped or absent, the fairness gap, mass
-of every method's maps on the mark, half-mass area).
-
-Plain functions on batches; attributions ``(N, C, H, W)`` or ``(N, 1, H, W)`` are summed over channels
-first, as everywhere in the course.
+The labs' studies are modules run as ``python -m xai_course.evaluation.<lab>_lab --full`` (their
+results ship in ``results/``): ``roar_lab`` (15), ``sanity_lab`` (16), ``bias_lab`` (lab 17: test sets
+with a spurious mark aligned, flipped or absent, the fairness gap, mass of every method's maps on the
+mark, half-mass area).
 """
 from .localisation import iou_top_k, pixel_map, pointing_game, relevance_mass
 from .perturbation import fill_values, perturb, perturbed_outputs, rank_pixels
 from .randomization import (data_randomization_test, model_randomization_test, parameter_layers,
                             randomized_models)
+from .retraining import RoarResult, noisy_linear_imputation, road, roar, tiny_cnn
 from .similarity import hog_similarity, map_similarities, normalise_maps, pearson, spearman, ssim
 
-__all__ = ["rank_pixels", "fill_values", "perturb", "perturbed_outputs", "pixel_map", "pointing_game", "relevance_mass", "iou_top_k", "pearson", "spearman",
-           "randomized_models", "parameter_layers", "model_randomization_test", "data_randomization_test", "ssim", "hog_similarity", "map_similarities", "normalise_maps"]
+__all__ = ["rank_pixels", "fill_values", "perturb", "perturbed_outputs",
+           "pixel_map", "pointing_game", "relevance_mass", "iou_top_k",
+           "roar", "road", "noisy_linear_imputation", "tiny_cnn", "RoarResult",
+           "randomized_models", "parameter_layers", "model_randomization_test", "data_randomization_test",
+           "pearson", "spearman", "ssim", "hog_similarity", "map_similarities", "normalise_maps"]
