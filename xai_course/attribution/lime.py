@@ -67,7 +67,7 @@ def lime(model: nn.Module, inputs: torch.Tensor, target: Target, segments=None, 
     :func:`superpixels`); ``baseline`` fills a removed segment (``"mean"``: its own mean colour, a
     number, a baseline name or a tensor). ``samples`` coalitions per example (the first one keeps
     everything), drawn from ``seed``; ``kernel_width`` σ and ``alpha`` α as in the module doc. The model
-    sees at most ``batch_size`` perturbed inputs at once (default: about 2²² input elements). With
+    sees at most ``batch_size`` perturbed inputs at once (default: the engine's, about 2¹⁸ input elements). With
     ``return_surrogate`` also returns a :class:`Surrogate` (coefficients, intercept, score).
     """
     model, inputs, target = check_call(model, inputs, target)
@@ -76,9 +76,7 @@ def lime(model: nn.Module, inputs: torch.Tensor, target: Target, segments=None, 
         raise ValueError(f"kernel_width must be a number > 0, got {kernel_width!r}")
     if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha >= 0:
         raise ValueError(f"alpha must be a number >= 0, got {alpha!r}")
-    # default: 4x the engine's batch (about 16 MB of float32 inputs): measured faster for LIME's
-    # thousands of perturbed copies of one image, and still bounded for large images
-    batch_size = check_batch_size(batch_size) or 4 * default_batch_size(inputs)
+    batch_size = check_batch_size(batch_size) or default_batch_size(inputs)
     segments, counts = check_segments(segments, inputs)
     n, m = inputs.shape[0], int(counts.max())
     generator = make_generator(seed, inputs.device)

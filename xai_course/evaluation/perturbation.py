@@ -135,7 +135,7 @@ def perturbed_outputs(model: nn.Module, inputs: torch.Tensor, attributions: torc
 
     Returns ``(N, F)`` for ``output="target"`` (the target logit; needs ``target``) or ``(N, F, classes)``
     for ``"logits"`` and ``"probabilities"`` (softmax). Every image is ranked once; the ``N·F``
-    perturbed copies are evaluated ``batch_size`` at a time (default: about 4 MB of inputs a batch),
+    perturbed copies are evaluated ``batch_size`` at a time (default: the engine's, about 1 MB of inputs),
     and only one batch of them exists at once. The model is put in eval mode for the call and left
     as it was.
     """
