@@ -102,7 +102,7 @@ class FoldBatchNorm(Rule):
 class Pass(Rule):
     """An elementwise activation: relevance passes unchanged (zennit's Pass)."""
 
-    uses_output = False
+    uses_output = uses_input = False
 
     def backward(self, x, y, grad_y, f):
         return grad_y

@@ -61,8 +61,12 @@ class Layer:
         """
         if self.source is not None and self.source[0].parts is not None:
             (p, n), scale = self.source[0].parts, self.source[1]
-            up, down = self.per_channel(scale.clamp(min=0), p), self.per_channel(scale.clamp(max=0), p)
-            self.parts = (up * p + down * n, up * n + down * p)
+            if bool((scale >= 0).all()):       # the common case: W⁺ and W⁻ keep their signs
+                s = self.per_channel(scale, p)
+                self.parts = (p * s, n * s)
+            else:
+                up, down = self.per_channel(scale.clamp(min=0), p), self.per_channel(scale.clamp(max=0), p)
+                self.parts = (up * p + down * n, up * n + down * p)
         elif self.options.get("groups", 1) == 1:
             w = self.weight
             self.parts = self(a, torch.cat([w.clamp(min=0), w.clamp(max=0)]), None).chunk(2, dim=self.dim)

@@ -111,9 +111,12 @@ class Rule:
     """How one operation ``y = f(x)`` passes the signal back; the default is the ordinary gradient.
 
     ``uses_output``: whether ``backward`` reads ``y`` (recomputed from ``x`` for it); when False it gets None.
+    ``uses_input``: whether it reads ``x``; when False (and ``uses_output`` is False) nothing is saved
+    for the backward pass, not even the copy an in-place operation would need.
     """
 
     uses_output = True
+    uses_input = True
 
     def backward(self, x: Tensor, y: Tensor, grad_y: Tensor, f: Callable[[Tensor], Tensor]) -> Tensor:
         return vjp(f, x, grad_y)
@@ -128,13 +131,14 @@ class _Ruled(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, f, rule, inplace):
         ctx.f, ctx.rule = f, rule
+        ctx.keeps_x = rule.uses_input or rule.uses_output
         if inplace:                        # keep the input as it was before the operation overwrites it
-            ctx.save_for_backward(x.clone())
+            ctx.save_for_backward(x.clone() if ctx.keeps_x else None)
             in_place = _IN_PLACE.get(getattr(f, "function", None))
             in_place(x) if in_place is not None else x.copy_(f(x))
             ctx.mark_dirty(x)
             return x
-        ctx.save_for_backward(x)           # not y: the model may still modify its output in place
+        ctx.save_for_backward(x if ctx.keeps_x else None)   # not y: the model may still modify its output in place
         return f(x)
 
     @staticmethod

@@ -487,8 +487,28 @@ def serve(sock: socket.socket, tripped: list) -> None:
         protocol.send(sock, reply, arrays)
 
 
+def cache_own_source() -> None:
+    """Put the source of the grading modules loaded here into ``linecache``, never to be re-read.
+
+    Code that formats the call stack (``torch.manual_seed`` does, for CUDA's lazy seeding; so does any
+    ``traceback`` call) reads the source line of every frame, and the worker's own frames are in files
+    the sandbox hides and the guard forbids: without this an honest submission that seeds torch would
+    lose its credit for "reading the grader's files". These modules are public (the pip package); the
+    tests and expected values never reach the worker. ``mtime`` None: ``linecache.checkcache`` keeps
+    the entries without looking at the files again.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and os.path.dirname(os.path.abspath(path)) == here and path.endswith(".py"):
+            lines = linecache.getlines(path)
+            if lines:
+                linecache.cache[path] = (sum(map(len, lines)), None, lines, path)
+
+
 def worker_main(sock_fd: int, out_fd: int, request: dict) -> None:
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    cache_own_source()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)
     null = os.open("/dev/null", os.O_RDONLY)

@@ -1,10 +1,13 @@
-"""Honest answers written unlike the reference: float64, loops, torch.func, hooks."""
+"""Honest answers written unlike the reference: float64, loops, torch.func, hooks, seeding torch."""
 import torch
 
 
 def gradient(model, inputs, target):
-    """torch.func in float64, one example at a time."""
+    """torch.func in float64, one example at a time (after seeding torch, as students do: torch then
+    formats the call stack, for CUDA's lazy seeding, which reads the grader's own source files)."""
     from torch.func import grad
+
+    torch.manual_seed(0)
 
     model64 = __import__("copy").deepcopy(model).double()
     rows = []
