@@ -206,9 +206,16 @@ def gradient_of_target(model: nn.Module, inputs: torch.Tensor, target: torch.Ten
     independent, so the gradient of the sum of the picked logits is each example's own gradient.
     """
     x = inputs.detach().requires_grad_(True)
-    # the model sees a copy: one that modifies its input in place leaves ``inputs`` and the leaf intact
-    (grad,) = torch.autograd.grad(target_logits(model, x.clone(), target).sum(), x)
-    return grad
+    # the model sees a copy: one that modifies its input in place leaves ``inputs`` and the leaf intact;
+    # on CPU a channels-last copy of images: oneDNN's convolutions (forward and backward) run faster so
+    (grad,) = torch.autograd.grad(target_logits(model, x.clone(memory_format=fast_layout(x)), target).sum(), x)
+    return grad.contiguous()
+
+
+def fast_layout(x: torch.Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for images on the CPU (oneDNN's convolutions are faster on it), else
+    ``torch.contiguous_format``. Values agree with the default layout to float32 rounding."""
+    return torch.channels_last if x.ndim == 4 and x.device.type == "cpu" else torch.contiguous_format
 
 
 def resolve_layer(model: nn.Module, layer) -> nn.Module:

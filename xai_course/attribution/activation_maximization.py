@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._core import Target, check_int, check_model, check_target, explaining
+from ._core import Target, check_int, check_model, check_target, explaining, fast_layout
 
 STARTS = ("noise", "zeros")
 OBJECTIVES = ("log_prob", "logit")
@@ -109,7 +109,8 @@ def activation_maximization(model: nn.Module, target: Target, shape, steps: int 
         for f in (generator, prior):     # a generator or prior that is a module: eval mode, restored after
             if isinstance(f, nn.Module):
                 stack.enter_context(explaining(f))
-        return _ascend(model, target, shape, v, steps, lr, l2, prior, generator, objective)
+        v = v.contiguous(memory_format=fast_layout(v))   # channels-last images on CPU: faster convolutions
+        return _ascend(model, target, shape, v, steps, lr, l2, prior, generator, objective).contiguous()
 
 
 def _ascend(model, target, shape, v, steps, lr, l2, prior, generator, objective):

@@ -23,7 +23,7 @@ from numbers import Real
 import torch
 from torch import nn
 
-from ._core import Target, check_call, explaining, register, target_logits
+from ._core import Target, check_call, explaining, fast_layout, register, target_logits
 from .lrp_rules import AlphaBeta, Epsilon, Flat, Gamma, Layer, LRPRule, WSquare, Zero, ZBox, ZPlus, divide
 from .rules import NONLINEAR, Rule, backward_rules, refusing, vjp
 
@@ -239,8 +239,7 @@ def lrp(model: nn.Module, inputs: torch.Tensor, target: Target, rule: str = "eps
                          low, high):
         x = inputs.detach().requires_grad_(True)
         # CPU convolutions (oneDNN) run faster on channels-last images, the rules' extra ones too
-        layout = torch.channels_last if x.ndim == 4 and x.device.type == "cpu" else torch.contiguous_format
-        logits = target_logits(model, x.clone(memory_format=layout), target)
+        logits = target_logits(model, x.clone(memory_format=fast_layout(x)), target)
         # the output's relevance is f(x) itself
         (relevance,) = torch.autograd.grad(logits, x, logits.detach())
     return relevance.contiguous()

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._core import check_batch_size, check_call, check_inputs, check_model, explaining
+from ._core import check_batch_size, check_call, check_inputs, check_model, explaining, fast_layout
 from .baselines import Baseline, make_baseline
 
 OUTPUTS = ("target", "logits", "probabilities")
@@ -62,8 +62,7 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, target: Optional[torch.Tens
     # oneDNN's CPU convolutions run faster on channels-last images (measured here, no-grad forward
     # passes of 256 images: shapes_cnn 2.3x, shapes_resnet 1.8x, resnet18 1.4x); values agree to
     # float32 rounding, and models without convolutions see the same numbers in the same order
-    cpu_images = inputs.ndim == 4 and inputs.device.type == "cpu"
-    layout = torch.channels_last if cpu_images else torch.contiguous_format
+    layout = fast_layout(inputs)
     x, fill = inputs.detach().contiguous(memory_format=layout), fill.detach()
     first = fill.reshape(-1)[:1]
     if bool((fill == first).all()):     # one fill value (0.0, a number): no copies of the fill
