@@ -24,6 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xai_course import attribution, models  # noqa: E402
+from xai_course.attribution._core import fast_layout  # noqa: E402
+from xai_course.attribution.masking import default_batch_size  # noqa: E402
 
 warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
 
@@ -36,6 +38,9 @@ class Row:
     theirs: Callable  # (model, x, target) -> tensor
     points: int = 1  # model evaluations per input: the floor is one batched pass over N * points inputs
     forward_only: bool = False  # perturbation methods: the floor is forward passes only
+    # the method gives CPU convolutions channels-last images (_core.fast_layout): so does its floor;
+    # IG, DeepLIFT and DeepSHAP keep the default layout (and so their floor), see RESULTS.md
+    fast: bool = True
 
 
 def _captum(cls, **kwargs):
@@ -219,7 +224,7 @@ def _captum_lime(model, x, target):
 def _plain_gradient_ascent(model, x, target, steps=None, lr=0.1, l2=0.01):
     """The floor of activation maximisation: the same objective, fixed step, one forward and backward a step."""
     steps = AM_STEPS if steps is None else steps
-    v = x.clone()
+    v = x.clone(memory_format=fast_layout(x))  # the same layout as the course's AM
     for _ in range(steps):
         v.requires_grad_(True)
         with torch.enable_grad():
@@ -236,13 +241,13 @@ ROWS = [
         _captum("InputXGradient")),
     Row("integrated_gradients", "captum IntegratedGradients",
         lambda m, x, t: attribution.integrated_gradients(m, x, t, steps=STEPS, method="gausslegendre"),
-        _captum("IntegratedGradients", n_steps=STEPS, method="gausslegendre"), points=STEPS),
+        _captum("IntegratedGradients", n_steps=STEPS, method="gausslegendre"), points=STEPS, fast=False),
     Row("smoothgrad", "captum NoiseTunnel", lambda m, x, t: attribution.smoothgrad(m, x, t, samples=SAMPLES, noise=0.15),
         _captum_smoothgrad, points=SAMPLES),
     Row("deeplift", "captum DeepLift", lambda m, x, t: attribution.deeplift(m, x, t), _captum_on_twin("DeepLift"),
-        points=2),
+        points=2, fast=False),
     Row("deepshap", "captum DeepLiftShap", lambda m, x, t: attribution.deepshap(m, x, t, _baselines(x)),
-        _captum_on_twin("DeepLiftShap", baselines=_baselines), points=8),
+        _captum_on_twin("DeepLiftShap", baselines=_baselines), points=8, fast=False),
     Row("gradient_shap", "captum GradientShap",
         lambda m, x, t: attribution.gradient_shap(m, x, t, _baselines(x), samples=5),
         lambda m, x, t: __import__("captum.attr").attr.GradientShap(m).attribute(
@@ -250,7 +255,7 @@ ROWS = [
     Row("guided_backprop", "captum GuidedBackprop", lambda m, x, t: attribution.guided_backprop(m, x, t),
         _captum("GuidedBackprop")),
     Row("grad_cam", "captum LayerGradCam", lambda m, x, t: attribution.grad_cam(m, x, t, _layer(m), upsample=False),
-        _captum_layer("LayerGradCam", relu_attributions=True)),
+        _captum_layer("LayerGradCam", relu_attributions=True), fast=False),
     Row("guided_grad_cam", "captum GuidedGradCam", lambda m, x, t: attribution.guided_grad_cam(m, x, t, _layer(m)),
         _captum_layer("GuidedGradCam", interpolate_mode="bilinear"), points=2),
     Row("xrai", "saliency (PAIR) XRAI",
@@ -268,19 +273,20 @@ ROWS = [
      for ours, theirs, name in LRP_COMPOSITES] + PERTURBATION_ROWS
 
 
-def floor(model, x, target, points, forward_only=False):
+def floor(model, x, target, points, forward_only=False, fast=True):
     """One batched forward and backward over all points: the cost no gradient method can beat.
-    ``forward_only``: forward passes only, in batches of 64 (perturbation methods; ``points=0``: the
-    occlusion positions), on channels-last images like :func:`xai_course.attribution.masking.evaluate`."""
+    ``forward_only``: forward passes only, in the engine's batches (perturbation methods; ``points=0``:
+    the occlusion positions). Both in the layout the method uses (``fast``: ``_core.fast_layout``,
+    channels-last images on CPU; else the default), so the floor is what the same layout allows."""
     points = points or _occlusion_positions(x)
-    if forward_only:  # in the layout the masked-evaluation engine uses (channels-last images on CPU)
+    layout = fast_layout(x) if fast else torch.contiguous_format  # the method's own layout
+    if forward_only:
         xs = x.repeat(points, *[1] * (x.ndim - 1))
-        layout = torch.channels_last if x.ndim == 4 and x.device.type == "cpu" else torch.contiguous_format
         with torch.no_grad():
-            for chunk in xs.split(64):
+            for chunk in xs.split(default_batch_size(x)):  # the engine's batch: the fastest size
                 model(chunk.contiguous(memory_format=layout))
         return
-    xs = x.repeat(points, *[1] * (x.ndim - 1)).requires_grad_(True)
+    xs = x.repeat(points, *[1] * (x.ndim - 1)).contiguous(memory_format=layout).requires_grad_(True)
     t = target.repeat(points)
     with torch.enable_grad():
         torch.autograd.grad(model(xs).gather(1, t[:, None]).sum(), xs)
@@ -340,7 +346,7 @@ def main(argv=None):
             n = args.repeats or n
             ours, theirs, base = median_times(
                 [lambda: row.ours(model, x, target), lambda: row.theirs(model, x, target),
-                 lambda: floor(model, x, target, row.points, row.forward_only)], n)
+                 lambda: floor(model, x, target, row.points, row.forward_only, row.fast)], n)
             print(f"{row.method:<20} {row.reference:<24} {model_name:<11} {1e3 * ours:>9.2f} {1e3 * theirs:>9.2f} "
                   f"{ours / theirs:>9.3f} {ours / base:>11.3f}", flush=True)
 

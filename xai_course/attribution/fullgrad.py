@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._core import Target, check_call, explaining, layer_outputs, register, target_logits
+from ._core import Target, check_call, explaining, fast_layout, layer_outputs, register, target_logits
 
 _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _SPATIAL = (nn.Conv2d, nn.BatchNorm2d)
@@ -62,7 +62,7 @@ def full_gradients(model: nn.Module, inputs: torch.Tensor, target: Target
     layers = bias_layers(model)
     with explaining(model), layer_outputs(layers.values()) as recorded:
         x = inputs.detach().requires_grad_(True)
-        logits = target_logits(model, x.clone(), target)
+        logits = target_logits(model, x.clone(memory_format=fast_layout(x)), target)
         outputs = [out for layer in layers.values() for out in recorded[layer]]
         grads = torch.autograd.grad(logits.sum(), [x, *outputs], allow_unused=True)
     input_term, grads = inputs.detach() * grads[0], iter(grads[1:])

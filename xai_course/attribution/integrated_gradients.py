@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._core import (Target, batches, check_batch_size, check_call, check_int, check_number, explaining,
+from ._core import (Target, batches, check_batch_size, check_call, check_int, check_number, explaining, fast_layout,
                     make_generator, register, target_logits)
 from .baselines import Baseline, make_baseline
 
@@ -139,6 +139,7 @@ def expected_gradients(model, noisy, references, alpha, target) -> torch.Tensor:
     samples = noisy.shape[1]
     with explaining(model):
         points = (references + alpha * (noisy - references)).flatten(0, 1).requires_grad_(True)
-        logits = target_logits(model, points.clone(), target.repeat_interleave(samples))
+        logits = target_logits(model, points.clone(memory_format=fast_layout(points)),
+                               target.repeat_interleave(samples))
         (grads,) = torch.autograd.grad(logits.sum(), points)
     return ((noisy - references) * grads.view_as(noisy)).mean(1)
