@@ -5,7 +5,9 @@ Plain functions on batches; attributions ``(N, C, H, W)`` or ``(N, 1, H, W)`` ar
 first, as everywhere in the course.
 """
 from .localisation import iou_top_k, pixel_map, pointing_game, relevance_mass
-from .perturbation import fill_values, perturb, perturbed_outputs, rank_pixels
+from .perturbation import (faithfulness_correlation, fill_values, insertion_deletion, perturb, perturbed_outputs,
+                           pixel_perturbation, rank_pixels)
 from .similarity import pearson, spearman
 
-__all__ = ["rank_pixels", "fill_values", "perturb", "perturbed_outputs", "pixel_map", "pointing_game", "relevance_mass", "iou_top_k", "pearson", "spearman"]
+__all__ = ["rank_pixels", "fill_values", "perturb", "perturbed_outputs", "pixel_perturbation",
+           "insertion_deletion", "faithfulness_correlation", "pixel_map", "pointing_game", "relevance_mass", "iou_top_k", "pearson", "spearman"]
