@@ -10,7 +10,10 @@ images, each explained for the model's predicted class by every method; the ``k%
 (original scheme) or least salient (augmented scheme) pixels replaced by black or by the image's mean;
 AFOC, KL and PCUO (predicted class and the other classes) per fraction, mean, sd and s.e. over images.
 Beside them: insertion/deletion AUCs, faithfulness correlation and localisation against the
-ground-truth masks. :func:`findings` turns the numbers into the verdicts on the report's claims.
+ground-truth masks. "Salient" means a large magnitude: the pixel map ``|Σ_c a_c|`` ranks the pixels
+for PP, insertion/deletion and localisation (otherwise the "least salient" pixels of a signed map
+would be its strongest negative evidence); faithfulness correlation uses the signed ``Σ_c a_c``, as
+its definition (sums of attributions against output drops) asks. :func:`findings` turns the numbers into the verdicts on the report's claims.
 """
 from __future__ import annotations
 
@@ -89,7 +92,8 @@ def run(scale: dict = REDUCED, seed: int = 0, model_name: str = "shapes_cnn", me
            "relevance_mass": {}, "iou": {}, "attribution_seconds": {}}
     for name in names:
         t = time.time()
-        a = METHODS[name](model, x, predicted, **options[name]).detach()
+        signed = METHODS[name](model, x, predicted, **options[name]).detach().sum(1, keepdim=True)
+        a = signed.abs()        # saliency = magnitude: PP, insertion/deletion and localisation rank |map|
         out["attribution_seconds"][name] = round(time.time() - t, 2)
         out["pp"][name] = {fill: {order: {m: stats(v) for m, v in pixel_perturbation(
             model, x, predicted, a, scale["fractions"], order=order, fill=fill, seed=seed).items()
@@ -97,7 +101,7 @@ def run(scale: dict = REDUCED, seed: int = 0, model_name: str = "shapes_cnn", me
         ins, dele = insertion_deletion(model, x, predicted, a, steps=scale["steps"])
         out["insertion"][name], out["deletion"][name] = stats(ins), stats(dele)
         out["faithfulness"][name] = stats(faithfulness_correlation(
-            model, x, predicted, a, subset_size=max(1, round(scale["subset"] * hw)), samples=scale["samples"],
+            model, x, predicted, signed, subset_size=max(1, round(scale["subset"] * hw)), samples=scale["samples"],
             seed=seed))
         out["pointing_game"][name] = stats(pointing_game(a, masks).double())
         out["relevance_mass"][name] = stats(relevance_mass(a, masks))
