@@ -328,3 +328,21 @@ def test_bad_input(call, match):
     model = linear_model(60, classes=3)
     with pytest.raises((ValueError, TypeError), match=match):
         call(model, x, a)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_pixel_flipping_parity_on_three_channels_at_whole_pixels():
+    """Quantus flips channel values (the map spread over 3 channels), ``features_in_step`` a divisor of H*W:
+    every third step ends on whole pixels, where its curve is ours with the image minimum as fill."""
+    g = torch.Generator().manual_seed(4)
+    x, a = torch.rand(2, 3, 4, 4, generator=g), torch.rand(2, 1, 4, 4, generator=g)   # distinct values
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3)).eval()
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    metric = quantus.PixelFlipping(features_in_step=4, perturb_baseline="black", normalise=False, abs=False,
+                                   disable_warnings=True, display_progressbar=False)
+    curve = np.array(metric(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=a.numpy(), device="cpu",
+                            softmax=True))[:, 2::3]            # 12 steps of 4 channel values: 4 whole pixels each
+    ours = perturbed_outputs(model, x, a, [0.25, 0.5, 0.75, 1.0], fill=x.amin((1, 2, 3), keepdim=True))
+    np.testing.assert_allclose(ours[torch.arange(2), :, y].numpy(), curve, rtol=1e-5, atol=1e-6)
