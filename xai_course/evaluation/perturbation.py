@@ -157,8 +157,9 @@ def perturbed_outputs(model: nn.Module, inputs: torch.Tensor, attributions: torc
 
 
 # ---------------------------------------------------------------- the lab's metrics (helper pp)
-def pixel_perturbation(model: nn.Module, inputs: torch.Tensor, target, attributions: torch.Tensor, fractions,
-                       order: str = "most", fill: Fill = "black", seed: Optional[int] = None,
+def pixel_perturbation(model: nn.Module, inputs: torch.Tensor, target,
+                       attributions: torch.Tensor, fractions, order: str = "most",
+                       fill: Fill = "black", seed: Optional[int] = None,
                        batch_size: Optional[int] = None) -> dict:
     """The pixel-perturbation (PP) metrics of report 001 (Srinivas & Fleuret, 2019): dict of ``(F, N)``.
 
@@ -178,32 +179,37 @@ def pixel_perturbation(model: nn.Module, inputs: torch.Tensor, target, attributi
     :func:`perturbed_outputs` call. Metrics are computed in float64 and returned in the inputs' dtype.
     """
     model, inputs, target = check_call(model, inputs, target)
-    fractions = check_fractions(fractions)
-    z = perturbed_outputs(model, inputs, attributions, [0.0] + fractions.tolist(), order=order, fill=fill,
-                          seed=seed, output="logits", batch_size=batch_size).double()   # (N, 1 + F, classes)
-    if (target >= z.shape[2]).any():
-        raise ValueError(f"target must be class indices in [0, {z.shape[2] - 1}] (the model has {z.shape[2]} "
-                         f"outputs), got {target.tolist()}")
+    fractions = [0.0] + check_fractions(fractions).tolist()      # 0: the originals
+    z = perturbed_outputs(model, inputs, attributions, fractions, order=order,
+                          fill=fill, seed=seed, output="logits",
+                          batch_size=batch_size).double()        # (N, 1 + F, classes)
+    _check_target(target, z.shape[2])
     z0, zk = z[:, :1], z[:, 1:]
-    log_q, log_p = z0.log_softmax(2), zk.log_softmax(2)
+    log_q, log_p = z0.log_softmax(2), zk.log_softmax(2)          # log Q, log P_k
     t = target.view(-1, 1, 1).expand(-1, zk.shape[1], 1)
     p0_t, pk_t = log_q.exp().gather(2, t[:, :1]), log_p.exp().gather(2, t)
-    change = (zk - z0).abs() / z0.abs()
-    others = torch.ones_like(z0, dtype=torch.bool).scatter(2, t[:, :1], False).expand_as(zk)
-    n_others = max(1, z.shape[2] - 1)
+    change = (zk - z0).abs() / z0.abs()                          # every class's PCUO
+    others = torch.ones_like(zk, dtype=torch.bool).scatter(2, t, False)
     metrics = {
         "afoc": ((pk_t - p0_t).abs() / p0_t)[..., 0],
         "kl": (log_p.exp() * (log_p - log_q)).sum(2),
         "pcuo": change.gather(2, t)[..., 0],
-        "pcuo_others": torch.where(others, change, torch.zeros_like(change)).sum(2) / n_others,
+        "pcuo_others": (change * others).sum(2) / max(1, z.shape[2] - 1),
     }
-    out = {name: value.to(inputs.dtype).T.contiguous() for name, value in metrics.items()}
+    out = {k: v.to(inputs.dtype).T.contiguous() for k, v in metrics.items()}
     out["correct"] = (zk.argmax(2) == target[:, None]).T.contiguous()
     return out
 
 
-def insertion_deletion(model: nn.Module, inputs: torch.Tensor, target, attributions: torch.Tensor,
-                       steps: int = 50, fill: Fill = "black", batch_size: Optional[int] = None):
+def _check_target(target: torch.Tensor, classes: int) -> None:
+    if (target >= classes).any():
+        raise ValueError(f"target must be class indices in [0, {classes - 1}] (the model has "
+                         f"{classes} outputs), got {target.tolist()}")
+
+
+def insertion_deletion(model: nn.Module, inputs: torch.Tensor, target,
+                       attributions: torch.Tensor, steps: int = 50, fill: Fill = "black",
+                       batch_size: Optional[int] = None):
     """Insertion and deletion AUCs (Petsiuk et al., 2018, RISE; slides 002): ``(insertion, deletion)``, each (N,).
 
     The fraction axis f = 0, 1/steps, ..., 1. Deletion: the target-class softmax probability of
@@ -219,15 +225,16 @@ def insertion_deletion(model: nn.Module, inputs: torch.Tensor, target, attributi
     fractions = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
     background = fill_values(inputs, fill).detach()
     curves = []
-    for start, put_back in ((background, inputs), (inputs, background)):   # insertion, then deletion
-        p = perturbed_outputs(model, start, attributions, fractions, order="most", fill=put_back,
-                              output="probabilities", batch_size=batch_size)
-        if (target >= p.shape[2]).any():
-            raise ValueError(f"target must be class indices in [0, {p.shape[2] - 1}] (the model has "
-                             f"{p.shape[2]} outputs), got {target.tolist()}")
-        curves.append(p.double().gather(2, target.view(-1, 1, 1).expand(-1, p.shape[1], 1))[..., 0])
-    x = fractions.to(inputs.device)
-    return tuple(torch.trapezoid(c, x, dim=1).to(inputs.dtype) for c in curves)
+    # insertion: from the background, "remove" pixels into x; deletion: the reverse
+    for start, put_back in ((background, inputs), (inputs, background)):
+        p = perturbed_outputs(model, start, attributions, fractions, order="most",
+                              fill=put_back, output="probabilities",
+                              batch_size=batch_size)              # (N, F, classes)
+        _check_target(target, p.shape[2])
+        t = target.view(-1, 1, 1).expand(-1, p.shape[1], 1)
+        curves.append(p.double().gather(2, t)[..., 0])            # p_t along f
+    f = fractions.to(inputs.device)
+    return tuple(torch.trapezoid(c, f, dim=1).to(inputs.dtype) for c in curves)
 
 
 def faithfulness_correlation(model: nn.Module, inputs: torch.Tensor, target, attributions: torch.Tensor,
