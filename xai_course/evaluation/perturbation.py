@@ -182,7 +182,7 @@ def pixel_perturbation(model: nn.Module, inputs: torch.Tensor, target,
     fractions = [0.0] + check_fractions(fractions).tolist()      # 0: the originals
     z = perturbed_outputs(model, inputs, attributions, fractions, order=order,
                           fill=fill, seed=seed, output="logits",
-                          batch_size=batch_size).double()        # (N, 1 + F, classes)
+                          batch_size=batch_size).double()  # (N, 1+F, C)
     _check_target(target, z.shape[2])
     z0, zk = z[:, :1], z[:, 1:]
     log_q, log_p = z0.log_softmax(2), zk.log_softmax(2)          # log Q, log P_k

@@ -121,15 +121,19 @@ def _curve(results, method, fill, order, metric="afoc"):
 
 
 def findings(results: dict) -> dict:
-    """The report's three claims, computed on ``results`` (of :func:`run` or :func:`load_results`).
+    """The report's three claims, computed on ``results`` (of :func:`run`
+    or :func:`load_results`).
 
-    1. *Differences between the four methods are mostly within one standard deviation*: the share of
-       (method pair, fill, order, metric, fraction) comparisons with |Δ mean| ≤ the larger sd; holds
-       if over half.
-    2. *Mean fill reduces artifacts*: on the least-salient scheme (a perfect map changes nothing) the
-       AFOC averaged over fractions is lower with mean fill than with black, for every method.
-    3. *FullGrad is better on the least-salient scheme*: with mean fill, FullGrad has the lowest
-       AFOC and the lowest PCUO (averaged over fractions) of the four methods.
+    1. *Differences between the four methods are mostly within one
+       standard deviation*: the share of (method pair, fill, order,
+       metric, fraction) comparisons with |Δ mean| ≤ the larger sd;
+       holds if over half.
+    2. *Mean fill reduces artifacts*: on the least-salient scheme (a
+       perfect map changes nothing) the AFOC averaged over fractions is
+       lower with mean fill than with black, for every method.
+    3. *FullGrad is better on the least-salient scheme*: with mean fill,
+       FullGrad has the lowest AFOC and the lowest PCUO (averaged over
+       fractions) of the four methods.
     """
     four = [m for m in REPORT_METHODS if m in results["pp"]]
     within = total = 0
