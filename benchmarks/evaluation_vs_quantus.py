@@ -100,16 +100,14 @@ def main(argv=None):
     print(f"{'work':38s} {'passes ours/quantus':>19s} {'ours ms':>8s} {'quantus ms':>10s} {'ratio':>6s} "
           f"{'max |diff|':>10s}")
     print("-" * 98)
-    rows, quantus_times = [], {}
+    rows = []
     for name, (p_ours, p_theirs), theirs, ours, compare in cases:
         r_ours, r_theirs = ours(), compare(theirs())              # warm-up, and the results compared
         t_ours, t_theirs = [], []
-        for _ in range(args.repeats):
+        for _ in range(args.repeats):                # interleaved: both see the same load
             s = time.perf_counter(); ours(); t_ours.append(time.perf_counter() - s)
-            if theirs not in quantus_times:          # the same Quantus call is timed once
-                s = time.perf_counter(); theirs(); t_theirs.append(time.perf_counter() - s)
-        quantus_times.setdefault(theirs, 1e3 * statistics.median(t_theirs) if t_theirs else None)
-        mo, mt = 1e3 * statistics.median(t_ours), quantus_times[theirs]
+            s = time.perf_counter(); theirs(); t_theirs.append(time.perf_counter() - s)
+        mo, mt = 1e3 * statistics.median(t_ours), 1e3 * statistics.median(t_theirs)
         diff = (f"{np.abs(r_ours - r_theirs).max():.1e}" if "faithfulness" not in name else "own subsets")
         rows.append((name, p_ours, p_theirs, mo, mt, mt / mo, diff))
         print(f"{name:38s} {p_ours:>9d}/{p_theirs:<9d} {mo:8.1f} {mt:10.1f} {mt / mo:5.1f}x {diff:>10s}", flush=True)

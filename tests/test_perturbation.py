@@ -255,7 +255,7 @@ def test_faithfulness_correlation_parity_given_the_same_subsets(monkeypatch):
     subset, samples, seed = 5, 12, 3
     # our subsets, regenerated as faithfulness_correlation draws them, handed to Quantus' np.random.choice
     g = torch.Generator().manual_seed(seed)
-    subsets = torch.rand(3, samples, 36, generator=g).argsort(2)[..., :subset].numpy()
+    subsets = torch.rand(3, samples, 36, generator=g).topk(subset, dim=2).indices.numpy()
     queue = [subsets[i, s] for s in range(samples) for i in range(3)]   # Quantus: for each run, each image
     monkeypatch.setattr(quantus.metrics.faithfulness.faithfulness_correlation.np.random, "choice",
                         lambda n, size, replace=False: queue.pop(0))
