@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..attribution._core import check_call, check_inputs, check_model, make_generator
+from ..attribution._core import check_call, check_inputs, check_int, check_model, make_generator
 from ..attribution.masking import evaluate
 from .localisation import pixel_map
 
@@ -154,3 +154,129 @@ def perturbed_outputs(model: nn.Module, inputs: torch.Tensor, attributions: torc
         return position[example] >= k[row].view(-1, 1, 1, 1)
 
     return evaluate(model, inputs, target, fill_values(inputs, fill), keep, len(k), batch_size, output)
+
+
+# ---------------------------------------------------------------- the lab's metrics (helper pp)
+def pixel_perturbation(model: nn.Module, inputs: torch.Tensor, target,
+                       attributions: torch.Tensor, fractions, order: str = "most",
+                       fill: Fill = "black", seed: Optional[int] = None,
+                       batch_size: Optional[int] = None) -> dict:
+    """The pixel-perturbation (PP) metrics of report 001 (Srinivas & Fleuret, 2019): dict of ``(F, N)``.
+
+    For every fraction f, ``x_k = perturb(x, attributions, f, order, fill, seed)`` (k = round(f·H·W)
+    pixels replaced). With ``z`` the logits, ``p = softmax(z)`` and ``t`` the target class:
+
+    - ``"afoc"``: |p_t(x_k) − p_t(x)| / p_t(x), the absolute fractional output change;
+    - ``"kl"``: KL(P_k ‖ Q) = Σ_c P_k(c) log(P_k(c) / Q(c)) with P_k = p(x_k), the softmax on the
+      perturbed input, and Q = p(x), the softmax on the original (the report's eq. 5, in that order);
+    - ``"pcuo"``: |z_t(x_k) − z_t(x)| / |z_t(x)|, the change of the unnormalised output (logit);
+    - ``"pcuo_others"``: the same, averaged over the classes c ≠ t (the report's Figure 4);
+    - ``"correct"``: bool, argmax_c z_c(x_k) == t.
+
+    ``order="most"`` is the original scheme (most salient removed: large is good), ``"least"`` the
+    augmented one (least salient removed: small is good). A ratio whose denominator is 0 is inf (or nan).
+    All fractions of all images (and the originals, as fraction 0) go through one
+    :func:`perturbed_outputs` call. Metrics are computed in float64 and returned in the inputs' dtype.
+    """
+    model, inputs, target = check_call(model, inputs, target)
+    fractions = [0.0] + check_fractions(fractions).tolist()      # 0: the originals
+    z = perturbed_outputs(model, inputs, attributions, fractions, order=order,
+                          fill=fill, seed=seed, output="logits",
+                          batch_size=batch_size).double()  # (N, 1+F, C)
+    _check_target(target, z.shape[2])
+    z0, zk = z[:, :1], z[:, 1:]
+    log_q, log_p = z0.log_softmax(2), zk.log_softmax(2)          # log Q, log P_k
+    t = target.view(-1, 1, 1).expand(-1, zk.shape[1], 1)
+    p0_t, pk_t = log_q.exp().gather(2, t[:, :1]), log_p.exp().gather(2, t)
+    change = (zk - z0).abs() / z0.abs()                          # every class's PCUO
+    others = torch.ones_like(zk, dtype=torch.bool).scatter(2, t, False)
+    metrics = {
+        "afoc": ((pk_t - p0_t).abs() / p0_t)[..., 0],
+        "kl": (log_p.exp() * (log_p - log_q)).sum(2),
+        "pcuo": change.gather(2, t)[..., 0],
+        "pcuo_others": (change * others).sum(2) / max(1, z.shape[2] - 1),
+    }
+    out = {k: v.to(inputs.dtype).T.contiguous() for k, v in metrics.items()}
+    out["correct"] = (zk.argmax(2) == target[:, None]).T.contiguous()
+    return out
+
+
+def _check_target(target: torch.Tensor, classes: int) -> None:
+    if (target >= classes).any():
+        raise ValueError(f"target must be class indices in [0, {classes - 1}] (the model has "
+                         f"{classes} outputs), got {target.tolist()}")
+
+
+def insertion_deletion(model: nn.Module, inputs: torch.Tensor, target,
+                       attributions: torch.Tensor, steps: int = 50, fill: Fill = "black",
+                       batch_size: Optional[int] = None):
+    """Insertion and deletion AUCs (Petsiuk et al., 2018, RISE; slides 002): ``(insertion, deletion)``, each (N,).
+
+    The fraction axis f = 0, 1/steps, ..., 1. Deletion: the target-class softmax probability of
+    ``perturb(x, a, f, "most", fill)`` (the top f·H·W pixels removed, most salient first); a faithful map
+    makes it drop fast, so *lower is better*. Insertion: start from the fill image and put back the
+    top f·H·W pixels of x, most salient first; a faithful map makes the probability rise fast, so
+    *higher is better*. (Slide 002 says insertion goes "least relevant first"; RISE inserts the most
+    relevant first, as here.) Each AUC is the trapezoid rule over f in [0, 1], so it lies in [0, 1].
+    Two :func:`perturbed_outputs` calls: insertion is deletion with the roles of x and the fill swapped.
+    """
+    model, inputs, target = check_call(model, inputs, target)
+    steps = check_int(steps, "steps")
+    fractions = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
+    background = fill_values(inputs, fill).detach()
+    curves = []
+    # insertion: from the background, "remove" pixels into x; deletion: the reverse
+    for start, put_back in ((background, inputs), (inputs, background)):
+        p = perturbed_outputs(model, start, attributions, fractions, order="most",
+                              fill=put_back, output="probabilities",
+                              batch_size=batch_size)              # (N, F, classes)
+        _check_target(target, p.shape[2])
+        t = target.view(-1, 1, 1).expand(-1, p.shape[1], 1)
+        curves.append(p.double().gather(2, t)[..., 0])            # p_t along f
+    f = fractions.to(inputs.device)
+    return tuple(torch.trapezoid(c, f, dim=1).to(inputs.dtype) for c in curves)
+
+
+def faithfulness_correlation(model: nn.Module, inputs: torch.Tensor, target, attributions: torch.Tensor,
+                             subset_size: Optional[int] = None, samples: int = 100, fill: Fill = "black",
+                             seed: Optional[int] = None, batch_size: Optional[int] = None,
+                             output: str = "logit") -> torch.Tensor:
+    """Faithfulness correlation (Bhatt et al., 2020; slides 002, after Melis & Jaakkola, 2018): (N,).
+
+    For s = 1..``samples``, draw a random subset S_s of ``subset_size`` pixels (uniformly, without
+    replacement; a pixel is all channels at one position; None: 5% of the pixels), replace it by
+    ``fill`` and record Δ_s = f_t(x) − f_t(x with S_s replaced) and R_s = Σ_{i ∈ S_s} a_i (the
+    attributions summed over channels). The score is the Pearson correlation ρ(R, Δ) over the
+    samples (:func:`xai_course.evaluation.similarity.pearson`; 0 where either is constant).
+    ``output``: ``"logit"`` (f_t is the target logit, as Quantus' default) or ``"probability"``.
+    Subsets come from a ``torch.Generator`` seeded with ``seed``: same seed, same subsets.
+    """
+    from .similarity import pearson
+    model, inputs, target = check_call(model, inputs, target)
+    if output not in ("logit", "probability"):
+        raise ValueError(f"output must be 'logit' or 'probability', got {output!r}")
+    samples = check_int(samples, "samples", minimum=2)
+    a = _check_attributions(inputs, attributions).flatten(1)
+    n, hw = a.shape
+    if subset_size is None:
+        subset_size = max(1, round(0.05 * hw))
+    subset_size = check_int(subset_size, "subset_size")
+    if subset_size > hw:
+        raise ValueError(f"subset_size must be at most the number of pixels H·W = {hw}, got {subset_size}")
+    gen = make_generator(seed, "cpu")
+    # the subset_size largest of H·W uniform numbers: a uniformly random subset (topk beats a full sort)
+    subsets = torch.rand(n, samples, hw, generator=gen).topk(subset_size, dim=2).indices.to(inputs.device)
+    removed = torch.zeros(n, samples, hw, dtype=torch.bool, device=inputs.device).scatter_(2, subsets, True)
+    removed = torch.cat([torch.zeros_like(removed[:, :1]), removed], 1)   # row 0: the original
+    removed = removed.view(n, samples + 1, 1, *inputs.shape[2:])
+
+    def keep(example, row):
+        return ~removed[example, row]
+
+    mode = "target" if output == "logit" else "probabilities"
+    y = evaluate(model, inputs, target, fill_values(inputs, fill), keep, samples + 1, batch_size, mode)
+    if mode == "probabilities":
+        y = y.gather(2, target.view(-1, 1, 1).expand(-1, samples + 1, 1))[..., 0]
+    deltas = y[:, :1].double() - y[:, 1:].double()
+    sums = a.double().gather(1, subsets.flatten(1)).view(n, samples, subset_size).sum(2)
+    return pearson(sums, deltas).to(inputs.dtype)
