@@ -78,7 +78,7 @@ def test_main_writes_the_command_and_versions(tmp_path, monkeypatch):
     pp_lab.main(["--out", str(out)])
     saved = pp_lab.load_results(out)
     assert saved["command"] == "python -m xai_course.evaluation.pp_lab" and saved["seed"] == 0
-    assert {"torch", "xai_course", "python"} <= set(saved["versions"]) and saved["seconds"] > 0
+    assert {"torch", "xai_course", "python"} <= set(saved["versions"]) and saved["seconds"] >= 0  # rounded: a tiny run may read 0.0
 
 
 def test_shipped_full_results():
