@@ -1,6 +1,6 @@
 """Lab 14's evaluation work through Quantus 0.6 and through xai_course.evaluation, side by side in one process.
 
-    python benchmarks/evaluation_vs_quantus.py [--images 8] [--repeats 3]
+    python benchmarks/evaluation_vs_quantus.py [--images 8] [--repeats 3] [--default-step]
 
 The same work on ``shapes_cnn`` and a batch of held-out shapes images (maps: |input x gradient| summed over
 channels, one channel):
@@ -41,6 +41,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--default-step", action="store_true",
+                        help="also Quantus' PixelFlipping at its default step (one channel value: slow)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     model = models.load("shapes_cnn")
@@ -94,6 +96,16 @@ def main(argv=None):
         return faithfulness_correlation(model, x, y, a, subset_size=75, samples=100, seed=0).numpy()
 
     cases.append(("faithfulness corr., 100 subsets", (n * 101, n * 101), theirs_fc, ours_fc, same))
+    if args.default_step:          # Quantus as it comes: one channel value a step, 12,288 steps an image
+        default = quantus.PixelFlipping(perturb_baseline="black", normalise=False, abs=False,
+                                        disable_warnings=True, display_progressbar=False)
+
+        def theirs_default():
+            return np.array(default(model=model, x_batch=xn, y_batch=yn, a_batch=an, device="cpu",
+                                    softmax=True))[:, 3 * values - 1::3 * values]   # the same 64 points
+
+        cases.append(("PP curve, Quantus' default step", (n * len(whole), n * 3 * 4096), theirs_default,
+                      ours_whole, same))
 
     print(f"torch {torch.__version__}, quantus {quantus.__version__}, {torch.get_num_threads()} threads, "
           f"shapes_cnn, {n} images 64x64, median of {args.repeats} interleaved")
