@@ -28,7 +28,7 @@ RESULTS = Path(__file__).parent / "results" / "sanity_lab.json"
 SEED = 0  # the randomisation seed; images are shapes(seed=IMAGES_SEED), background BACKGROUND_SEED
 IMAGES_SEED, BACKGROUND_SEED = 16_016, 16_017
 MODEL, RANDOM_LABELS_MODEL = "shapes_cnn", "shapes_cnn_random_labels"
-GRAD_CAM_LAYER = "features.9"  # the last max-pool of shapes_cnn (chapter 13)
+GRAD_CAM_LAYER = "features.9"  # the last ReLU of shapes_cnn (16x16 maps, chapter 13)
 SCALES = {"reduced": {"images": 3, "steps": 8, "samples": 4, "perturbation_samples": 32, "stride": 8, "cells": 2},
           "full": {"images": 12, "steps": 32, "samples": 16, "perturbation_samples": 200, "stride": 4, "cells": 3}}
 
