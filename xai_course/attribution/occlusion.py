@@ -76,13 +76,18 @@ def occlusion(model: nn.Module, inputs: torch.Tensor, target: Target, window: Sh
     positions = math.prod(counts)
     fill = make_fill(inputs, baseline)
 
+    # a dimension every window covers whole (the channels of an image) adds nothing to the masks:
+    # they stay (B, 1, H, W) and broadcast over it
+    whole = [n == 1 and bool(cover.all()) for n, cover in zip(counts, covers)]
+
     def keep(example, row):  # row = 0: the input itself; row k ≥ 1: window position k - 1 covered
         index = torch.unravel_index((row - 1).clamp(min=0), counts)
-        covered = torch.ones(len(row), *dims, dtype=torch.bool, device=inputs.device)
+        covered = torch.ones((len(row),) + (1,) * len(dims), dtype=torch.bool, device=inputs.device)
         for d, i in enumerate(index):
-            shape = [len(row)] + [1] * len(dims)
-            shape[d + 1] = dims[d]
-            covered &= covers[d][i].view(shape)
+            if not whole[d]:
+                shape = [len(row)] + [1] * len(dims)
+                shape[d + 1] = dims[d]
+                covered = covered & covers[d][i].view(shape)
         return ~covered | (row == 0).view(-1, *[1] * len(dims))
 
     scores = evaluate(model, inputs, target, fill, keep, 1 + positions, batch_size).double()
