@@ -18,7 +18,8 @@ object, does it survive randomisation, does it reveal a bias? Plain functions on
 The labs' studies are modules run as ``python -m xai_course.evaluation.<lab>_lab --full`` (their
 results ship in ``results/``): ``pp_lab`` (14), ``roar_lab`` (15), ``sanity_lab`` (16), ``bias_lab`` (lab 17: test sets
 with a spurious mark aligned, flipped or absent, the fairness gap, mass of every method's maps on the
-mark, half-mass area).
+mark, half-mass area). The options with which labs 14, 16 and 17 call every method on the course CNN come
+from one table, ``lab_options.method_options``, parameterised by what each lab chooses.
 """
 from .localisation import iou_top_k, pixel_map, pointing_game, relevance_mass
 from .perturbation import (faithfulness_correlation, fill_values, insertion_deletion, perturb, perturbed_outputs,

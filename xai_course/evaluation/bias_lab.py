@@ -31,13 +31,13 @@ from .. import __version__
 from ..attribution import METHODS
 from ..data import shapes
 from ..data.shapes import Dataset
+from . import lab_options
 from .localisation import iou_top_k, pixel_map, pointing_game, relevance_mass
 
 MODELS = ("shapes_cnn_spurious", "shapes_cnn_decorrelated")
 CONDITIONS = {"aligned": 1.0, "flipped": 0.0, "absent": None}  # shapes(spurious=...) of each test set
 TEST_SEED = 17_017  # never used in training (training: 1000 + epoch; the models' test set: 999999)
 BACKGROUND_SEED = 17_018  # the few reference images of deepshap and gradient_shap
-GRAD_CAM_LAYER = "features.9"  # the last ReLU of the course VGGNet (16x16 maps), as in chapter 13
 SCALES = {  # images per test set; images per lens (see LENSES) explained by every method
     "reduced": {"n_test": 500, "n_maps": 8, "methods": ("fullgrad", "grad_cam", "saliency", "input_x_gradient",
                                                            "integrated_gradients", "smoothgrad", "guided_backprop",
@@ -104,17 +104,16 @@ def fairness_gap(model: torch.nn.Module, sets: dict = None, n: int = 500,
 
 
 def method_options(name: str, seed: int = 0) -> dict:
-    """The options with which the lab runs method ``name`` on the course VGGNet (64x64 shapes)."""
-    background = shapes(4, seed=BACKGROUND_SEED).images  # unmarked reference images
-    options = {"grad_cam": {"layer": GRAD_CAM_LAYER}, "guided_grad_cam": {"layer": GRAD_CAM_LAYER},
-               "deepshap": {"baselines": background}, "gradient_shap": {"baselines": background, "seed": seed},
-               "smoothgrad": {"samples": 25, "seed": seed}, "random_attribution": {"seed": seed},
-               "lime": {"samples": 500, "seed": seed}, "kernel_shap": {"samples": 500, "seed": seed},
-               "occlusion": {"window": 8, "stride": 4}, "integrated_gradients": {"steps": 32},
-               "xrai": {"steps": 32}}
+    """The options with which the lab runs method ``name`` on the course VGGNet (64x64 shapes): the
+    labs' shared table (:func:`.lab_options.method_options`) with 32 steps for IG and XRAI, 25
+    SmoothGrad samples, 500 LIME and Kernel SHAP samples, occlusion at stride 4, and 4 unmarked shapes
+    (``BACKGROUND_SEED``) as the background of DeepSHAP and GradientSHAP. The same at both scales
+    (:data:`SCALES` changes the images and the methods); the other options keep the methods' defaults."""
     if name not in METHODS:
         raise ValueError(f"name must be a method in METHODS {sorted(METHODS)}, got {name!r}")
-    return options.get(name, {})
+    background = shapes(4, seed=BACKGROUND_SEED).images  # unmarked reference images
+    return lab_options.method_options(seed=seed, steps=32, samples=25, perturbation_samples=500, stride=4,
+                                      background=background)[name]
 
 
 def magnitude(attributions: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from . import lab_options
+
 RESULTS = Path(__file__).with_name("results") / "pp_lab.json"
 REPORT_METHODS = ("fullgrad", "grad_cam", "input_x_gradient", "random_attribution")
 SKIPPED = {  # methods of METHODS left out, and why
@@ -43,19 +45,22 @@ FULL = dict(n=48, fractions=(0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.
 METRICS = ("afoc", "kl", "pcuo", "pcuo_others")
 FILLS = ("black", "mean")
 ORDERS = ("most", "least")
+COMPARED = ("fullgrad", "grad_cam", "input_x_gradient", "random_attribution", "saliency", "integrated_gradients",
+            "smoothgrad", "deeplift", "deepshap", "gradient_shap", "guided_backprop", "deconvnet", "guided_grad_cam",
+            "lrp")  # every method of METHODS but the SKIPPED ones, in the order of the results
 
 
 def method_options(scale: dict, seed: int) -> dict:
-    """The methods the lab compares and the options each is called with (on ``shapes_cnn``)."""
+    """The methods the lab compares (those of ``METHODS`` not in :data:`SKIPPED`, in :data:`COMPARED`'s
+    order) and the options each is called with on ``shapes_cnn``: the labs' shared table
+    (:func:`.lab_options.method_options`) with the scale's ``ig_steps`` integrated-gradients steps and
+    ``smoothgrad_samples`` SmoothGrad samples (fewer in :data:`REDUCED`, the notebook's live run, than
+    in :data:`FULL`), 8 GradientSHAP samples, and a black image as the one baseline of DeepSHAP and
+    GradientSHAP."""
     black = torch.zeros(1, 3, 64, 64)
-    return {
-        "fullgrad": {}, "grad_cam": {"layer": "features.9"}, "input_x_gradient": {},
-        "random_attribution": {"seed": seed}, "saliency": {},
-        "integrated_gradients": {"steps": scale["ig_steps"]},
-        "smoothgrad": {"samples": scale["smoothgrad_samples"], "seed": seed}, "deeplift": {},
-        "deepshap": {"baselines": black}, "gradient_shap": {"baselines": black, "samples": 8, "seed": seed},
-        "guided_backprop": {}, "deconvnet": {}, "guided_grad_cam": {"layer": "features.9"}, "lrp": {},
-    }
+    options = lab_options.method_options(seed=seed, steps=scale["ig_steps"], samples=scale["smoothgrad_samples"],
+                                         baseline_samples=8, background=black)
+    return {name: options[name] for name in COMPARED}
 
 
 def stats(values: torch.Tensor, dim: int = -1) -> dict:

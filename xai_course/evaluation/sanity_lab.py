@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from . import lab_options
 from .randomization import model_randomization_test
 from .similarity import MEASURES, map_similarities
 
@@ -28,46 +29,28 @@ RESULTS = Path(__file__).parent / "results" / "sanity_lab.json"
 SEED = 0  # the randomisation seed; images are shapes(seed=IMAGES_SEED), background BACKGROUND_SEED
 IMAGES_SEED, BACKGROUND_SEED = 16_016, 16_017
 MODEL, RANDOM_LABELS_MODEL = "shapes_cnn", "shapes_cnn_random_labels"
-GRAD_CAM_LAYER = "features.9"  # the last ReLU of shapes_cnn (16x16 maps, chapter 13)
 SCALES = {"reduced": {"images": 3, "steps": 8, "samples": 4, "perturbation_samples": 32, "stride": 8, "cells": 2},
           "full": {"images": 12, "steps": 32, "samples": 16, "perturbation_samples": 200, "stride": 4, "cells": 3}}
 
 
 def method_options(scale: str, images: torch.Tensor, background: torch.Tensor) -> dict:
-    """``{method: options}`` for every method in ``METHODS`` at ``scale`` ("reduced" or "full").
+    """``{method: options}`` for every method in ``METHODS`` at ``scale`` ("reduced" or "full"): the
+    labs' shared table (:func:`.lab_options.method_options`) with this lab's choices.
 
     Both scales cut what costs most: the reduced scale (the notebook's) runs IG, XRAI and SmoothGrad
     with 8 steps / 4 samples, LIME and Kernel SHAP with 32 samples, occlusion (8x8 window) at stride
     8 and exact Shapley values on a 2x2 grid, on 3 images; the full scale with 32 steps / 16 samples,
-    200 samples, stride 4 and a 3x3 grid, on 12 images. Superpixels (LIME, Kernel SHAP) and XRAI's
-    segments depend on the images only, so they are computed once, not once per randomised model.
+    200 samples, stride 4 and a 3x3 grid, on 12 images. GradientSHAP draws as many samples as
+    SmoothGrad, from ``background``, the baselines of DeepSHAP too. Superpixels (LIME, Kernel SHAP) and
+    XRAI's segments depend on the images only, so they are computed once, not once per randomised model.
+    Saliency is the signed gradient here (``abs=False``); the measures compare the maps both signed and
+    absolute (``spearman`` and ``spearman_abs``).
     """
-    from ..attribution import METHODS, superpixels
-    from ..attribution.xrai import xrai_segments
-
     s = SCALES[scale]
-    side = images.shape[-1]
-    cell = torch.arange(side) * s["cells"] // side
-    grid = cell[:, None] * s["cells"] + cell[None, :]  # cells x cells squares: the players of Shapley
-    segments = superpixels(images)
-    options = {
-        "saliency": {"abs": False}, "input_x_gradient": {}, "deeplift": {}, "guided_backprop": {},
-        "deconvnet": {}, "fullgrad": {}, "lrp": {}, "random_attribution": {"seed": SEED},
-        "deepshap": {"baselines": background},
-        "integrated_gradients": {"steps": s["steps"]},
-        "gradient_shap": {"baselines": background, "samples": s["samples"], "seed": SEED},
-        "smoothgrad": {"samples": s["samples"], "seed": SEED},
-        "grad_cam": {"layer": GRAD_CAM_LAYER}, "guided_grad_cam": {"layer": GRAD_CAM_LAYER},
-        "occlusion": {"window": 8, "stride": s["stride"]},
-        "shapley_values": {"segments": grid},
-        "kernel_shap": {"segments": segments, "samples": s["perturbation_samples"], "seed": SEED},
-        "lime": {"segments": segments, "samples": s["perturbation_samples"], "seed": SEED},
-        "xrai": {"steps": s["steps"], "segments": xrai_segments(images)},
-    }
-    missing = sorted(set(METHODS) - set(options))
-    if missing:  # a method added to the course later: run it with its defaults
-        options.update({name: {} for name in missing})
-    return {name: options[name] for name in sorted(METHODS)}
+    return lab_options.method_options(
+        seed=SEED, steps=s["steps"], samples=s["samples"], baseline_samples=s["samples"],
+        perturbation_samples=s["perturbation_samples"], stride=s["stride"], cells=s["cells"],
+        background=background, images=images, saliency_abs=False)
 
 
 def run(scale: str = "reduced", methods=None, images: int = None, verbose: bool = False,
