@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xai_course import attribution, models  # noqa: E402
 from xai_course.attribution._core import fast_layout  # noqa: E402
-from xai_course.attribution.masking import default_batch_size  # noqa: E402
+from xai_course.attribution.masking import cpu_workers, default_batch_size, parallel_map  # noqa: E402
 
 warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
 
@@ -261,7 +261,8 @@ ROWS = [
     Row("xrai", "saliency (PAIR) XRAI",
         lambda m, x, t: attribution.xrai(m, x, t, attributions=_fixed_attributions(x)), _pair_xrai),
     Row("lime", "captum Lime", lambda m, x, t: attribution.lime(m, x, t, segments=_grid(x), samples=LIME_SAMPLES,
-                                                                seed=0), _captum_lime, points=LIME_SAMPLES),
+                                                                seed=0), _captum_lime, points=LIME_SAMPLES,
+        forward_only=True),
     Row("fullgrad", "pytorch-grad-cam FullGrad", lambda m, x, t: attribution.fullgrad(m, x, t), _gradcam_fullgrad),
     Row("deconvnet", "captum Deconvolution", lambda m, x, t: attribution.deconvnet(m, x, t), _captum("Deconvolution")),
     # not an attribution: the reference is plain gradient ascent on the same objective for the same steps
@@ -282,9 +283,12 @@ def floor(model, x, target, points, forward_only=False, fast=True):
     layout = fast_layout(x) if fast else torch.contiguous_format  # the method's own layout
     if forward_only:
         xs = x.repeat(points, *[1] * (x.ndim - 1))
-        with torch.no_grad():
-            for chunk in xs.split(default_batch_size(x)):  # the engine's batch: the fastest size
-                model(chunk.contiguous(memory_format=layout))
+        def forward(part):
+            with torch.no_grad():
+                model(part.contiguous(memory_format=layout))
+
+        for chunk in xs.split(default_batch_size(x)):  # the engine's batches, shared between its workers
+            parallel_map(forward, [part for part in chunk.tensor_split(cpu_workers(x)) if len(part)])
         return
     xs = x.repeat(points, *[1] * (x.ndim - 1)).contiguous(memory_format=layout).requires_grad_(True)
     t = target.repeat(points)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from hygiene import assert_inputs_unchanged, assert_unchanged, inputs_snapshot, snapshot
+from xai_course.attribution.masking import cpu_workers
 from xai_course.evaluation import (faithfulness_correlation, insertion_deletion, iou_top_k, perturb,
                                    perturbed_outputs, pixel_perturbation, pointing_game, rank_pixels,
                                    relevance_mass)
@@ -134,7 +135,8 @@ def test_pp_one_model_pass_batch():
     calls = []
     model.register_forward_pre_hook(lambda m, i: calls.append(i[0].shape[0]))
     pixel_perturbation(model, x, 0, a, FRACTIONS)
-    assert calls == [4 * (len(FRACTIONS) + 1)]       # originals and all fractions: one batch here
+    # originals and all fractions: one batch here, shared between the CPU workers (one pass each)
+    assert sum(calls) == 4 * (len(FRACTIONS) + 1) and len(calls) == cpu_workers(x)
 
 
 # ---------------------------------------------------------------- insertion / deletion: closed forms
