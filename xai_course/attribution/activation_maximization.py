@@ -127,7 +127,7 @@ def _ascend(model, target, shape, v, steps, lr, l2, prior, generator, objective)
         out = _first_pass(model, x, n, shape, target) if t == 0 else model(x)
         J = (F.log_softmax(out, 1) if objective == "log_prob" else out).gather(1, index)[:, 0]
         if l2:
-            J = J - l2 * v.pow(2).flatten(1).sum(1)                           # log p(ω_c|x) − λ‖v‖²
+            J = J - l2 * _dot(v, v)                                           # log p(ω_c|x) − λ‖v‖²
         if prior is not None:
             log_p = prior(x)                                                  # + log p(x)
             if t == 0 and (not isinstance(log_p, torch.Tensor) or tuple(log_p.shape) != (n,)):
@@ -158,7 +158,9 @@ def _ascend(model, target, shape, v, steps, lr, l2, prior, generator, objective)
 
 
 def _dot(a, b):
-    return (a * b).flatten(1).sum(1)
+    """Per-example dot products (N,): summed over the non-batch dimensions in place, since flattening a
+    channels-last tensor would copy it."""
+    return (a * b).sum(tuple(range(1, a.ndim))) if a.ndim > 1 else a * b
 
 
 def _first_pass(model, x, n, shape, target):
