@@ -85,6 +85,23 @@ def test_a_layer_gets_the_same_new_weights_in_both_orders_and_the_same_seed_the_
             assert torch.equal(v, again[name].state_dict()[k])
 
 
+@pytest.mark.parametrize("order", ORDERS)
+def test_one_working_copy_gives_the_same_models_as_fresh_copies(order):
+    """copies=False (what model_randomization_test uses): at each step the working copy holds exactly
+    the parameters and buffers of the fresh copy; the original stays untouched."""
+    model = small_cnn(batchnorm=True)
+    before = snapshot(model)
+    fresh = list(randomized_models(model, order, seed=4))
+    seen = set()
+    for (name, working), (fresh_name, copy_) in zip(randomized_models(model, order, seed=4, copies=False), fresh):
+        assert name == fresh_name and working is not model
+        seen.add(id(working))
+        a, b = working.state_dict(), copy_.state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), f"step {name} differs"
+    assert len(seen) == 1, "copies=False made more than one copy"
+    assert_unchanged(before, snapshot(model))
+
+
 def test_reset_parameters_is_the_layers_own_initialisation():
     model = small_cnn()
     (_, copy_), = [p for p in randomized_models(model, "independent", seed=11) if p[0] == "8"]

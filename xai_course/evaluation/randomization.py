@@ -61,7 +61,7 @@ def _reinitialise(module: nn.Module, seed: int) -> None:
 
 
 def randomized_models(model: nn.Module, order: str = "cascading",
-                      seed: Optional[int] = None) -> Iterator[Tuple[str, nn.Module]]:
+                      seed: Optional[int] = None, copies: bool = True) -> Iterator[Tuple[str, nn.Module]]:
     """Yield ``(layer_name, model copy)`` with parameters re-initialised from the top layer down.
 
     model: the trained ``nn.Module``; left untouched. order: ``"cascading"`` (copy k has the top k
@@ -70,6 +70,8 @@ def randomized_models(model: nn.Module, order: str = "cascading",
     registration order is re-initialised under ``torch.manual_seed(layer_seeds(seed, n)[i])``,
     inside ``fork_rng``); ``None`` draws a fresh one. ``layer_name`` is the name in ``model.named_modules()``
     of the layer last re-initialised. The number of pairs is the number of layers with parameters.
+    ``copies=False`` yields one working copy each time, changed in place for the next pair (no copy
+    per layer; for a loop that uses each model at once and keeps none, as the sanity-check tests do).
     Adebayo et al., NeurIPS 2018; lab 16 of the course.
     """
     if order not in ORDERS:
@@ -82,7 +84,7 @@ def randomized_models(model: nn.Module, order: str = "cascading",
     if not layers:
         raise ValueError("model has no layers with parameters: there is nothing to randomise")
     seeds = dict(zip([name for name, _ in layers], layer_seeds(seed, len(layers))))
-    return _generate(model, [name for name, _ in layers][::-1], seeds, order)
+    return _generate(model, [name for name, _ in layers][::-1], seeds, order, copies)
 
 
 def layer_seeds(seed: int, count: int) -> List[int]:
@@ -90,17 +92,21 @@ def layer_seeds(seed: int, count: int) -> List[int]:
     return torch.randint(2**62, (count,), generator=torch.Generator().manual_seed(seed)).tolist()
 
 
-def _generate(model, top_down, seeds, order):
-    """Yield (name, copy) for the layers named in top_down (top first)."""
-    working = copy.deepcopy(model) if order == "cascading" else None
+def _generate(model, top_down, seeds, order, copies=True):
+    """Yield (name, model) for the layers named in top_down (top first): a fresh copy each time, or
+    (``copies=False``, for callers that use each model once and keep none) one working copy changed
+    from one step to the next."""
+    working = copy.deepcopy(model)
+    previous = None
     for name in top_down:
-        if order == "cascading":  # one more layer of the same copy
-            _reinitialise(working.get_submodule(name), seeds[name])
-            yield name, copy.deepcopy(working)
-        else:  # a fresh copy of the original, one layer changed
-            single = copy.deepcopy(model)
-            _reinitialise(single.get_submodule(name), seeds[name])
-            yield name, single
+        if order == "independent" and previous is not None:    # start from the original again
+            if copies:
+                working = copy.deepcopy(model)
+            else:                                               # undo the last layer's change
+                working.get_submodule(previous).load_state_dict(model.get_submodule(previous).state_dict())
+        _reinitialise(working.get_submodule(name), seeds[name])
+        yield name, copy.deepcopy(working) if copies and order == "cascading" else working
+        previous = name
 
 
 def _explainer(method):
@@ -132,7 +138,7 @@ def model_randomization_test(model: nn.Module, inputs: torch.Tensor, target, met
     if reference is None:
         reference = explain(model, inputs, target, **options).detach()
     layers, scores, maps = [], {m: [] for m in measures}, [reference]
-    for name, randomized in randomized_models(model, order, seed):
+    for name, randomized in randomized_models(model, order, seed, copies=False):  # each used once, here
         a = explain(randomized, inputs, target, **options).detach()
         for m, value in map_similarities(reference, a, measures).items():
             scores[m].append(value)
