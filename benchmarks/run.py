@@ -298,10 +298,11 @@ def floor(model, x, target, points, forward_only=False, fast=True):
 
 def median_times(functions, repeats):
     times = [[] for _ in functions]
-    for _ in range(repeats):  # interleaved, so drifts in machine load hit all alike
-        for i, f in enumerate(functions):
+    k = len(functions)
+    for r in range(repeats):  # interleaved, so drifts in machine load hit all alike, and in turn: a call
+        for i in [(r + j) % k for j in range(k)]:  # right after a large one (the floor) runs slower
             start = time.perf_counter()
-            f()
+            functions[i]()
             times[i].append(time.perf_counter() - start)
     return [statistics.median(t) for t in times]
 

@@ -117,7 +117,7 @@ def _ascend(model, target, shape, v, steps, lr, l2, prior, generator, objective)
     """Gradient ascent on v (the input, or the code) with Barzilai-Borwein steps, one model pass a step."""
     n, index, view = len(v), target[:, None], (-1,) + (1,) * (v.ndim - 1)
     step = torch.full((n,), float(lr), device=v.device)           # α_n, one per example
-    best = None                                                   # (v, J, ∇J) of the best point so far
+    best = None                                                   # (v, J, ∇J, ‖∇J‖²) of the best point so far
     for t in range(steps):               # ``steps`` model passes, as many as plain gradient ascent
         v = v.detach().requires_grad_(True)
         x = generator(v) if generator is not None else v
@@ -126,8 +126,6 @@ def _ascend(model, target, shape, v, steps, lr, l2, prior, generator, objective)
             raise ValueError(f"generator must map codes {tuple(v.shape)} to inputs {(n, *shape)}, gave {got}")
         out = _first_pass(model, x, n, shape, target) if t == 0 else model(x)
         J = (F.log_softmax(out, 1) if objective == "log_prob" else out).gather(1, index)[:, 0]
-        if l2:
-            J = J - l2 * _dot(v, v)                                           # log p(ω_c|x) − λ‖v‖²
         if prior is not None:
             log_p = prior(x)                                                  # + log p(x)
             if t == 0 and (not isinstance(log_p, torch.Tensor) or tuple(log_p.shape) != (n,)):
@@ -136,23 +134,27 @@ def _ascend(model, target, shape, v, steps, lr, l2, prior, generator, objective)
             J = J + log_p
         (g,) = torch.autograd.grad(J.sum(), v)
         v, J = v.detach(), J.detach()
+        if l2:      # − λ‖v‖² and its gradient −2λv in closed form: no autograd pass over the penalty
+            J, g = J - l2 * _dot(v, v), g.add(v, alpha=-2 * l2)
         if best is None:
-            best = v, J, g
+            best = v, J, g, _dot(g, g)
         else:                            # keep a step that did not lower J; else go back with a shorter step
             better = J >= best[1] - 1e-6 * best[1].abs()
-            s, y = v - best[0], g - best[2]
-            ss, sy = _dot(s, s), _dot(s, y)
+            # the step just taken is s = v − v_best = α ∇J_best, and y = ∇J − ∇J_best, so
+            # sᵀs = α² ‖∇J_best‖² and sᵀy = α (∇J_best·∇J − ‖∇J_best‖²): one dot product a step
+            gg = best[3]
+            ss, sy = step * step * gg, step * (_dot(best[2], g) - gg)
             # α = sᵀs / (−sᵀy): the inverse of the curvature along the step just taken
             bb = torch.where(sy < 0, ss / (-sy).clamp(min=1e-30), torch.full_like(ss, MAX_STEP * lr))
             step = torch.where(better, bb.clamp(max=MAX_STEP * lr), step / 4)
             if better.all():             # the common case: no copying
-                best = v, J, g
+                best = v, J, g, _dot(g, g)
             else:
                 keep = better.view(view)
                 best = tuple(torch.where(keep.expand_as(a) if a.ndim > 1 else better, a, b)
-                             for a, b in zip((v, J, g), best))
+                             for a, b in zip((v, J, g), best)) + (torch.where(better, _dot(g, g), best[3]),)
         if t < steps - 1:
-            v = best[0] + step.view(view) * best[2]                          # v ← v + α ∇J
+            v = torch.addcmul(best[0], step.view(view), best[2])                 # v ← v + α ∇J
     with torch.no_grad():
         return (generator(best[0]) if generator is not None else best[0]).detach()
 
