@@ -43,6 +43,27 @@ def test_masked_outputs_on_images_keeps_all_channels_of_a_segment():
     torch.testing.assert_close(got[1, 0], (x[1] * (1 - z0)).flatten())
 
 
+@pytest.mark.parametrize("kind", ["number", "colour", "image"])
+def test_every_kind_of_fill_gives_the_copies_built_by_hand(kind):
+    """The engine keeps a one-number fill as a scalar and a per-image, per-channel colour as (N, C, 1, 1):
+    the copies are the same as where(keep, x, fill) at full size."""
+    from xai_course.attribution.masking import evaluate
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 2, 4, 5, generator=g)
+    fill = {"number": torch.full_like(x, 0.25),
+            "colour": torch.rand(3, 2, 1, 1, generator=g).expand_as(x),
+            "image": torch.rand(3, 2, 4, 5, generator=g)}[kind]
+    masks = torch.rand(3, 6, 1, 4, 5, generator=g) > 0.5            # (N, rows, 1, H, W)
+
+    def keep(example, row):
+        return masks[example, row]
+
+    got = evaluate(Flatten().eval(), x, None, fill, keep, 6, batch_size=4, output="logits")
+    expected = torch.where(masks, x[:, None], fill[:, None]).flatten(2)
+    assert torch.equal(got, expected)
+
+
 def test_probabilities_are_the_softmax_of_the_logits():
     model, x, target = make("course_cnn")
     masks = torch.rand(5, 16, generator=torch.Generator().manual_seed(0)) > 0.5

@@ -101,10 +101,16 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, target: Optional[torch.Tens
     layout = fast_layout(inputs)
     x, fill = inputs.detach().contiguous(memory_format=layout), fill.detach()
     first = fill.reshape(-1)[:1]
+    colour = fill[(slice(None), slice(None)) + (slice(0, 1),) * (fill.ndim - 2)]   # (N, C, 1, 1) for images
+    fill_value = None
     if bool((fill == first).all()):     # one fill value (0.0, a number): no copies of the fill
         fill_value = first.item()
+    elif fill.ndim > 2 and bool((fill == colour).all()):
+        # one colour per image and channel (the "mean" fill, each image's minimum): kept (N, C, 1, 1)
+        # and broadcast, not gathered at full size for every copy
+        fill = colour.contiguous()
     else:
-        fill, fill_value = fill.contiguous(memory_format=layout), None
+        fill = fill.contiguous(memory_format=layout)
 
     def outputs(p: torch.Tensor) -> torch.Tensor:    # the copies p (a share of one batch)
         with torch.no_grad():
