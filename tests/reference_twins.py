@@ -102,3 +102,24 @@ def grad_cam_layer(model: nn.Module, inputs: torch.Tensor) -> str:
         if calls[m] == 1 and isinstance(out, torch.Tensor) and out.ndim == 4 and out.shape[2] * out.shape[3] > 1:
             return name
     raise AssertionError("the model has no layer with feature maps")
+
+
+def assert_matches_captum_rule(method, captum_class, arch: str) -> None:
+    """A method that is the gradient with one ReLU backward rule replaced (guided backprop, DeConvNet)
+    against Captum's class of the same rule on ``arch``: through the Captum twin, and on the model itself
+    where it reuses no module (the rule is stateless, so Captum is right on reused ReLU modules too)."""
+    model, x, target = make_any_architecture(arch)
+    ours = method(model, x, target)
+    assert ours.shape == x.shape and ours.abs().max() > 0
+    for reference in ([captum_twin(model, x)] + ([] if hasattr(model, "as_modules") else [model])):
+        theirs = captum_class(reference).attribute(x, target=target)
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6 * theirs.abs().max().item())
+
+
+def assert_matches_captum_rule_in_double(method, captum_class) -> None:
+    """The same in float64 on the ResNet-style net: the result stays float64 and agrees to float64 error."""
+    model, x, target = make_any_architecture("resnet_style")
+    model, x = model.double(), x.double()
+    ours = method(model, x, target)
+    assert ours.dtype == torch.float64
+    torch.testing.assert_close(ours, captum_class(model).attribute(x, target=target))

@@ -13,7 +13,8 @@ from torch import nn
 
 from conftest import ARCHITECTURES, make_architecture
 from hygiene import assert_inputs_unchanged, assert_unchanged, inputs_snapshot, snapshot
-from reference_twins import EXTRA_ARCHITECTURES, captum_twin, make_any_architecture
+from reference_twins import (EXTRA_ARCHITECTURES, assert_matches_captum_rule, assert_matches_captum_rule_in_double,
+                              make_any_architecture)
 from test_guided_backprop import TwoReLULayers
 from xai_course import models
 from xai_course.attribution import METHODS, deconvnet, guided_backprop, saliency
@@ -90,22 +91,11 @@ def test_projection_of_a_relu_layer_clamps_first():
 # ---------------------------------------------------------------- reference parity (Captum)
 @pytest.mark.parametrize("arch", ALL)
 def test_matches_captum(arch):
-    model, x, target = make_any_architecture(arch)
-    ours = deconvnet(model, x, target)
-    assert ours.shape == x.shape and ours.abs().max() > 0
-    theirs = Deconvolution(captum_twin(model, x)).attribute(x, target=target)
-    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6 * theirs.abs().max().item())
-    if not hasattr(model, "as_modules"):   # a stateless rule: Captum is right on reused ReLU modules as well
-        theirs = Deconvolution(model).attribute(x, target=target)
-        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6 * theirs.abs().max().item())
+    assert_matches_captum_rule(deconvnet, Deconvolution, arch)
 
 
 def test_double_precision_matches_captum():
-    model, x, target = make_any_architecture("resnet_style")
-    model, x = model.double(), x.double()
-    ours = deconvnet(model, x, target)
-    assert ours.dtype == torch.float64
-    torch.testing.assert_close(ours, Deconvolution(model).attribute(x, target=target))
+    assert_matches_captum_rule_in_double(deconvnet, Deconvolution)
 
 
 def test_batch_independence_and_determinism():

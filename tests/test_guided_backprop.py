@@ -11,7 +11,8 @@ from torch import nn
 
 from conftest import ARCHITECTURES, float32_atol, make_architecture
 from hygiene import assert_inputs_unchanged, assert_unchanged, inputs_snapshot, snapshot
-from reference_twins import EXTRA_ARCHITECTURES, captum_twin, make_any_architecture
+from reference_twins import (EXTRA_ARCHITECTURES, assert_matches_captum_rule, assert_matches_captum_rule_in_double,
+                              make_any_architecture)
 from xai_course.attribution import METHODS, guided_backprop, saliency
 from xai_course.models import Saturating
 
@@ -88,22 +89,11 @@ def test_a_positive_linear_head_on_positive_features_agrees_with_the_gradient():
 # ---------------------------------------------------------------- reference parity (Captum)
 @pytest.mark.parametrize("arch", ALL)
 def test_matches_captum(arch):
-    model, x, target = make_any_architecture(arch)
-    ours = guided_backprop(model, x, target)
-    assert ours.shape == x.shape and ours.abs().max() > 0
-    theirs = GuidedBackprop(captum_twin(model, x)).attribute(x, target=target)
-    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6 * theirs.abs().max().item())
-    if not hasattr(model, "as_modules"):   # a stateless rule: Captum is right on reused ReLU modules as well
-        theirs = GuidedBackprop(model).attribute(x, target=target)
-        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6 * theirs.abs().max().item())
+    assert_matches_captum_rule(guided_backprop, GuidedBackprop, arch)
 
 
 def test_double_precision_matches_captum():
-    model, x, target = make_any_architecture("resnet_style")
-    model, x = model.double(), x.double()
-    ours = guided_backprop(model, x, target)
-    assert ours.dtype == torch.float64
-    torch.testing.assert_close(ours, GuidedBackprop(model).attribute(x, target=target))
+    assert_matches_captum_rule_in_double(guided_backprop, GuidedBackprop)
 
 
 def test_batch_independence_and_determinism():

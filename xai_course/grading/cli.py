@@ -66,16 +66,22 @@ def _exec(config: dict, jobs: int, sandbox: str) -> int:
     return 2  # not reached
 
 
+def _parse(parser: argparse.ArgumentParser, argv) -> tuple:
+    """The command's arguments (with the options every command shares) and its grading configuration;
+    a bad configuration ends the command with the parser's usage error."""
+    _common(parser)
+    args = parser.parse_args(argv)
+    try:
+        return args, _config(args)
+    except (ValueError, OSError) as e:
+        parser.error(str(e))
+
+
 def grade(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="xai-course-grade", description="Grade one student's notebook(s) or .py file.")
     parser.add_argument("submission", nargs="+", help="the student's .ipynb notebook(s) or .py file")
     parser.add_argument("--results", default="results.json", help="where to write Gradescope's results.json")
-    _common(parser)
-    args = parser.parse_args(argv)
-    try:
-        config = _config(args)
-    except (ValueError, OSError) as e:
-        parser.error(str(e))
+    args, config = _parse(parser, argv)
     paths = [str(Path(p).absolute()) for p in args.submission]
     config.update(students=[{"name": Path(paths[0]).name, "paths": paths, "results": str(Path(args.results).absolute())}],
                   results=str(Path(args.results).absolute()), print_summary=True)
@@ -99,12 +105,7 @@ def grade_class(argv=None) -> int:
     parser.add_argument("--out", required=True, help="where to write NAME/results.json and scores.csv")
     parser.add_argument("--csv", default=None, help="the CSV of scores per exercise (default OUT/scores.csv)")
     parser.add_argument("--jobs", type=int, default=0, help="students graded at once (default: the number of CPUs)")
-    _common(parser)
-    args = parser.parse_args(argv)
-    try:
-        config = _config(args)
-    except (ValueError, OSError) as e:
-        parser.error(str(e))
+    args, config = _parse(parser, argv)
     folder, out = Path(args.folder).absolute(), Path(args.out).absolute()
     if not folder.is_dir():
         parser.error(f"{folder} is not a folder")
