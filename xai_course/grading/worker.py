@@ -181,6 +181,28 @@ def _reach_python() -> None:
             os.close(fd)
 
 
+def _private_tmp() -> None:
+    """An empty /tmp, /var/tmp and /dev/shm for the worker. Python and the course package may live under
+    one of them (a checkout with its virtual environment in /tmp): those folders are bound back into
+    the empty one, where the audit hook governs them as anywhere else (Python's readable, the course's
+    not); nothing else of the old /tmp is visible."""
+    covers = [os.path.realpath(p) for p in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(p)]
+    wanted = sorted({d for d in READ_DIRS + FORBIDDEN_DIRS if d.startswith("/") and os.path.exists(d)
+                     and any(d.startswith(c + "/") for c in covers)})
+    keep = [d for i, d in enumerate(wanted) if not any(d.startswith(e + "/") for e in wanted[:i])]  # outermost
+    fds = {path: os.open(path, os.O_PATH) for path in keep}
+    for path in covers:
+        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=512m,mode=1777")
+    for path, fd in fds.items():
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.makedirs(path, mode=0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            open(path, "w").close()
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
+        os.close(fd)
+
+
 def enter_root_sandbox(request: dict) -> None:
     """As root: private mounts hiding ``request["hide"]``, a private /tmp, then an unprivileged uid."""
     if request.get("namespace"):
@@ -192,9 +214,7 @@ def enter_root_sandbox(request: dict) -> None:
                 _mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
             elif os.path.exists(path):
                 _mount("/dev/null", path, None, MS_BIND, None)
-        for path in ("/tmp", "/var/tmp", "/dev/shm"):
-            if os.path.isdir(path):
-                _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=512m,mode=1777")
+        _private_tmp()
         _reach_python()
     uid = int(request["uid"])
     import resource
