@@ -242,16 +242,19 @@ def _limits() -> None:
             pass
 
 
-def make_guard(write_dir, tripped: list):
+def make_guard(write_dir, tripped: list, hidden=()):
     """The audit hook. Everything it uses is bound here (C functions, tuples, a list): patching modules
-    later changes nothing, and audit hooks cannot be removed."""
+    later changes nothing, and audit hooks cannot be removed. ``hidden``: the folders the sandbox hid
+    (tests, notebooks, submissions...); reading them is refused as an attempt even where the private
+    /tmp would only answer "no such file" (a checkout under /tmp)."""
     lstat, readlink, fspath, getpid, S_ISLNK = os.lstat, os.readlink, os.fspath, os.getpid, stat.S_ISLNK
     getcwd, len_, hasattr_, type_ = os.getcwd, len, hasattr, type
     import pathlib
 
     path_types = (pathlib.PosixPath, pathlib.PurePosixPath)
     isinstance_, str_, bytes_, int_, tuple_ = isinstance, str, bytes, int, tuple
-    deny_dirs, read_dirs, forbidden = FORBIDDEN_DIRS, READ_DIRS, FORBIDDEN
+    hidden = tuple(p for p in hidden if not (write_dir == p or (write_dir or "").startswith(p.rstrip("/") + "/")))
+    deny_dirs, read_dirs, forbidden = FORBIDDEN_DIRS + hidden, READ_DIRS, FORBIDDEN
     write_dirs = (write_dir,) if write_dir else ()
     append, PermissionError_, ImportError_ = tripped.append, PermissionError, ImportError
     proc_self = f"/proc/{getpid()}"
@@ -568,7 +571,7 @@ def worker_main(sock_fd: int, out_fd: int, request: dict) -> None:
         and not any(os.path.realpath(p).startswith(d) for d in FORBIDDEN_DIRS)]
     sys.path_importer_cache.clear()
     tripped: list = []
-    sys.addaudithook(make_guard(write_dir, tripped))
+    sys.addaudithook(make_guard(write_dir, tripped, tuple(request.get("hide", []))))
     protocol.send(sock, {"ready": True})
     try:
         serve(sock, tripped)
