@@ -435,6 +435,30 @@ def test_a_named_pipe_next_to_a_file_neither_hangs_nor_crashes(runs):
     assert done.returncode == 0 and "TOTAL: 3 / 3 points" in done.stdout
 
 
+def test_python_installed_under_tmp_stays_importable_in_the_sandbox(tmp_path):
+    """A virtual environment inside a checkout under /tmp (a CI machine that clones there): the worker's
+    private /tmp binds the Python folders back, so a submission imports what is installed there."""
+    import tempfile
+
+    site = Path(tempfile.mkdtemp(dir="/tmp")) / "venv" / "site-packages"
+    try:
+        (site / "installed_under_tmp").mkdir(parents=True)
+        (site / "installed_under_tmp" / "__init__.py").write_text("def same(t):\n    return t + 0\n")
+        good = (SUBMISSIONS / "good.py").read_text()
+        submission = tmp_path / "uses_tmp.py"
+        submission.write_text(good.replace("    return torch.autograd.grad(out, x)[0]\n",
+                                           "    import installed_under_tmp\n"
+                                           "    return installed_under_tmp.same(torch.autograd.grad(out, x)[0])\n", 1))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(site), os.environ.get("PYTHONPATH", "")]))
+        done = subprocess.run([sys.executable, "-m", "xai_course.grading", submission, "--results", tmp_path / "r.json",
+                               "--tests", TESTS99, "--chapter", "99", "--hidden", HIDDEN99, "--timeout", str(TIMEOUT)],
+                              capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
+        report = json.loads((tmp_path / "r.json").read_text())
+        assert _by_exercise(report)["99.1"] == (2.0, 2.0), _message(report, "99.1") + done.stderr[-2000:]
+    finally:
+        shutil.rmtree(site.parents[1], ignore_errors=True)
+
+
 @pytest.mark.skipif(not IS_ROOT, reason="the worker's own uid needs root")
 def test_as_root_the_worker_runs_as_another_user(runs):
     import re
