@@ -64,6 +64,17 @@ def test_every_kind_of_fill_gives_the_copies_built_by_hand(kind):
     assert torch.equal(got, expected)
 
 
+def test_parallel_map_keeps_order_raises_and_runs_nested_calls_in_place():
+    from xai_course.attribution.masking import parallel_map
+
+    threads = torch.get_num_threads()
+    assert parallel_map(lambda k: k * k, list(range(5))) == [0, 1, 4, 9, 16]
+    assert parallel_map(lambda k: parallel_map(lambda j: j + k, [1, 2]), [10, 20]) == [[11, 12], [21, 22]]
+    with pytest.raises(ZeroDivisionError):
+        parallel_map(lambda k: 1 / k, [1, 0])
+    assert torch.get_num_threads() == threads, "the intra-op thread count was not restored"
+
+
 def test_probabilities_are_the_softmax_of_the_logits():
     model, x, target = make("course_cnn")
     masks = torch.rand(5, 16, generator=torch.Generator().manual_seed(0)) > 0.5

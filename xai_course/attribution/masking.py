@@ -20,6 +20,7 @@ of them exists at a time):
 """
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional, Sequence, Tuple, Union
 
@@ -58,17 +59,19 @@ def default_batch_size(inputs: torch.Tensor) -> int:
 # 619. One pass of a small convolution is too short to share well between cores: every operation
 # ends with both threads waiting for the slower one, and on a shared machine one core is often late.
 _pool: Optional[ThreadPoolExecutor] = None
+_pool_size = 0
+_POOL_NAME = "xai_course-masking"
 
 
 def parallel_map(function: Callable, parts: Sequence) -> list:
     """``[function(part) for part in parts]``, the parts run at once on ``len(parts)`` threads, each with
     one intra-op thread (restored afterwards). A worker's exception is raised here. Grad mode is per
     thread: ``function`` sets its own."""
-    global _pool
-    if len(parts) <= 1:
+    global _pool, _pool_size
+    if len(parts) <= 1 or threading.current_thread().name.startswith(_POOL_NAME):  # (nested: run here)
         return [function(part) for part in parts]
-    if _pool is None or _pool._max_workers < len(parts):
-        _pool = ThreadPoolExecutor(len(parts), thread_name_prefix="xai_course-masking")
+    if _pool is None or _pool_size < len(parts):
+        _pool, _pool_size = ThreadPoolExecutor(len(parts), thread_name_prefix=_POOL_NAME), len(parts)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
