@@ -322,11 +322,16 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="*", help="only these rows (default: all)")
     parser.add_argument("--models", nargs="*", help="only these models (default: all)")
     parser.add_argument("--memory", action="store_true", help="only the IG memory table")
+    parser.add_argument("--flops", action="store_true",
+                        help="instead of times: the floating-point work of each row (convolutions, matrix products) "
+                             "against its floor's, counted op by op")
     parser.add_argument("--batch", type=int, default=8, help="images per call (default 8)")
     parser.add_argument("--repeats", type=int, help="repeats per row (default: 5 with --quick, else 21 or more)")
     args = parser.parse_args(argv)
     if args.memory:
         return memory_table()
+    if args.flops:
+        return flops_table(args)
     repeats = 5 if args.quick else 21
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
           f"median of {args.repeats or repeats} or more")
@@ -367,6 +372,51 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 integrated_gradients(model, x, torch.arange(8), steps=50, batch_size=batch_size)
 print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
 """
+
+
+def count_flops(function) -> int:
+    """The floating-point operations of the convolutions and matrix products ``function`` runs (forward
+    and backward), counted as torch dispatches them (torch.utils.flop_counter's formulas)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    class Counter(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                Counter.total += formula(*args, out_val=out, **(kwargs or {}))
+            return out
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)    # one thread: the masked evaluation then runs no workers (a mode is per thread)
+    try:
+        with Counter():
+            function()
+    finally:
+        torch.set_num_threads(threads)
+    return Counter.total
+
+
+def flops_table(args):
+    """Each selected row's work against its floor's: what no implementation of the method can go below."""
+    print(f"batch {args.batch}; floating-point work of the convolutions and matrix products, ours / floor")
+    print(f"{'method':<20} {'model':<11} {'floor GFLOP':>12} {'ours/floor':>11}")
+    for model_name, (model, x, classes) in bench_models().items():
+        if args.models and model_name not in args.models:
+            continue
+        x = x[:args.batch]
+        target = torch.arange(len(x)) % classes
+        done = set()
+        for row in ROWS:
+            if args.methods and row.method not in args.methods or row.method in done:
+                continue   # (a method with several reference rows: counted once)
+            done.add(row.method)
+            base = count_flops(lambda: floor(model, x, target, row.points, row.forward_only, row.fast))
+            ours = count_flops(lambda: row.ours(model, x, target))
+            print(f"{row.method:<20} {model_name:<11} {base / 1e9:>12.2f} {ours / base:>11.2f}", flush=True)
 
 
 def memory_table():
