@@ -97,6 +97,19 @@ def test_equals_zennit_composites(arch, composite, exact_batchnorm_merge):
     assert relative_error(ours, theirs) < (1e-3 if arch == "course_resnet" else 1e-5)
 
 
+@pytest.mark.parametrize("low, high", [(-1.0, 2.0), (-1.0, 0.0), (0.5, 1.0)])
+def test_box_bounds_equal_zennit(low, high, exact_batchnorm_merge):
+    """z^B with other bounds than [0, 1]: a bound that is 0 drops its term (the default low = 0), a nonzero one
+    keeps it; both as zennit's EpsilonGammaBox."""
+    model, x, target = model_for("vgg_bn")
+    x = low + (high - low + 1.0) * x / 10   # inputs inside (and a little beyond) the box
+    with Gradient(model=copy.deepcopy(model),
+                  composite=EpsilonGammaBox(low=low, high=high, canonizers=[SequentialMergeBatchNorm()])) as g:
+        _, theirs = g(x, attr_output=lambda out: out * nn.functional.one_hot(target, out.shape[1]))
+    ours = lrp(model, x, target, composite="epsilon_gamma_box", low=low, high=high)
+    assert relative_error(ours, theirs) < 1e-5
+
+
 def test_zennit_merged_batchnorm_is_not_quite_the_identity():
     """Pinned: unpatched, zennit's merged BatchNorms scale by 1/sqrt(1 + 1e-5) each: ~5e-5 on resnet18."""
     model, x, target = make("torchvision_resnet18", n=2)

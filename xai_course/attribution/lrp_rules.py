@@ -255,19 +255,24 @@ class ZBox(LRPRule):
         self.low, self.high, self.stabilizer = low, high, stabilizer
 
     def relevance(self, a, R, layer, z):
-        w, wp, wn = layer.weight, layer.weight.clamp(min=0), layer.weight.clamp(max=0)
-        low = torch.as_tensor(self.low, dtype=a.dtype, device=a.device).expand_as(a)
-        high = torch.as_tensor(self.high, dtype=a.dtype, device=a.device).expand_as(a)
-        if layer.options.get("groups", 1) != 1:
-            s = R / stabilize(layer(a, w) - layer(low, wp) - layer(high, wn), self.stabilizer)
-            return a * layer.gradient(a, s, w) - low * layer.gradient(a, s, wp) - high * layer.gradient(a, s, wn)
-        # the three terms as one layer on the stacked inputs [a, l, h] with weights [W, -W⁺, -W⁻]
-        # (stacked along the input channels): one forward and one backward call
+        w = layer.weight
+        # the terms [input, weights, sign]: a with W, and each bound that is not exactly 0 (a zero bound's
+        # term vanishes: with the default low = 0 the W⁺ term is skipped)
+        terms = [(a, w, 1.0)]
+        for bound, part in ((self.low, w.clamp(min=0)), (self.high, w.clamp(max=0))):
+            bound = torch.as_tensor(bound, dtype=a.dtype, device=a.device)
+            if bool((bound != 0).any()):
+                terms.append((bound.expand_as(a), part, -1.0))
+        if layer.options.get("groups", 1) != 1 or len(terms) == 1:
+            s = R / stabilize(sum(sign * layer(x, v) for x, v, sign in terms), self.stabilizer)
+            return sum(sign * x * layer.gradient(a, s, v) for x, v, sign in terms)
+        # the terms as one layer on the stacked inputs (along the input channels) with the stacked
+        # weights [W, -W⁺, -W⁻]: one forward and one backward call
         d = 1 if layer.dim == 1 else -1
-        stacked = torch.cat([a, low, high], dim=d)
-        s = R / stabilize(layer(stacked, torch.cat([w, -wp, -wn], dim=1)), self.stabilizer)
-        c = layer.gradient(stacked, s, torch.cat([w, wp, wn], dim=1)).chunk(3, dim=d)
-        return a * c[0] - low * c[1] - high * c[2]
+        stacked = torch.cat([x for x, _, _ in terms], dim=d)
+        s = R / stabilize(layer(stacked, torch.cat([sign * v for _, v, sign in terms], dim=1)), self.stabilizer)
+        c = layer.gradient(stacked, s, torch.cat([v for _, v, _ in terms], dim=1)).chunk(len(terms), dim=d)
+        return sum(sign * x * ci for (x, _, sign), ci in zip(terms, c))
 
 
 class Flat(LRPRule):
