@@ -159,6 +159,20 @@ def _mount(source, target, fstype, flags, data):
         raise OSError(ctypes.get_errno(), f"mount {target}: {os.strerror(ctypes.get_errno())}")
 
 
+def _cover(target: str, options: str, keep) -> None:
+    """Mount an empty tmpfs (``options``) on ``target`` and bind the paths ``keep`` (under it) back into it."""
+    fds = {path: os.open(path, os.O_PATH) for path in keep}
+    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options)
+    for path, fd in fds.items():
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.makedirs(path, mode=0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            open(path, "w").close()
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
+        os.close(fd)
+
+
 def _reach_python() -> None:
     """Python installed under a folder other users cannot enter (``/root/.pyenv``): in the worker's mount
     namespace, cover that folder with an empty tmpfs and bind the Python installation back into it."""
@@ -173,12 +187,7 @@ def _reach_python() -> None:
                 blocked.setdefault(ancestor, set()).add(ancestor + "/" + parts[k])
                 break
     for ancestor, keep in blocked.items():
-        fds = {path: os.open(path, os.O_PATH) for path in keep}
-        _mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=4k,mode=0755")
-        for path, fd in fds.items():
-            os.mkdir(path) if os.path.isdir(f"/proc/self/fd/{fd}") else open(path, "w").close()
-            _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
-            os.close(fd)
+        _cover(ancestor, "size=4k,mode=0755", keep)
 
 
 def _private_tmp() -> None:
@@ -190,17 +199,8 @@ def _private_tmp() -> None:
     wanted = sorted({d for d in READ_DIRS + FORBIDDEN_DIRS if d.startswith("/") and os.path.exists(d)
                      and any(d.startswith(c + "/") for c in covers)})
     keep = [d for i, d in enumerate(wanted) if not any(d.startswith(e + "/") for e in wanted[:i])]  # outermost
-    fds = {path: os.open(path, os.O_PATH) for path in keep}
-    for path in covers:
-        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=512m,mode=1777")
-    for path, fd in fds.items():
-        if os.path.isdir(f"/proc/self/fd/{fd}"):
-            os.makedirs(path, mode=0o755, exist_ok=True)
-        else:
-            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-            open(path, "w").close()
-        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
-        os.close(fd)
+    for cover in covers:
+        _cover(cover, "size=512m,mode=1777", [d for d in keep if d.startswith(cover + "/")])
 
 
 def enter_root_sandbox(request: dict) -> None:
