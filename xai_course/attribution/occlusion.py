@@ -90,7 +90,17 @@ def occlusion(model: nn.Module, inputs: torch.Tensor, target: Target, window: Sh
                 covered = covered & covers[d][i].view(shape)
         return ~covered | (row == 0).view(-1, *[1] * len(dims))
 
-    scores = evaluate(model, inputs, target, fill, keep, 1 + positions, batch_size).double()
+    box = None
+    if inputs.ndim == 4:     # images: a copy differs from its input only in its window's box
+        height, width = window[1:]
+        tops, lefts = (b.to(inputs.device) for b in starts[1:])
+
+        def corner(example, row):   # the window's corner, cut windows moved back inside the image
+            index = torch.unravel_index((row - 1).clamp(min=0), counts)
+            return tops[index[1]].clamp(max=dims[1] - height), lefts[index[2]].clamp(max=dims[2] - width)
+        box = (height, width, corner)
+
+    scores = evaluate(model, inputs, target, fill, keep, 1 + positions, batch_size, box=box).double()
     drops = (scores[:, :1] - scores[:, 1:]).view(-1, *counts)   # Δ_k per window position
     # Σ_k Δ_k [i ∈ W_k] and the number of windows covering i, one dimension at a time (W_k is a box):
     # each step contracts the first position axis with that dimension's cover matrix (positions, D_d)
