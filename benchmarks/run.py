@@ -277,7 +277,8 @@ ROWS = [
 def floor(model, x, target, points, forward_only=False, fast=True):
     """One batched forward and backward over all points: the cost no gradient method can beat.
     ``forward_only``: forward passes only, in the engine's batches (perturbation methods; ``points=0``:
-    the occlusion positions). Both in the layout the method uses (``fast``: ``_core.fast_layout``,
+    the occlusion positions): the cost of evaluating the model as a black box. Occlusion goes below it
+    (ours/floor under 1): its engine recomputes only what each window reaches (``incremental``). Both in the layout the method uses (``fast``: ``_core.fast_layout``,
     channels-last images on CPU; else the default), so the floor is what the same layout allows."""
     points = points or _occlusion_positions(x)
     layout = fast_layout(x) if fast else torch.contiguous_format  # the method's own layout

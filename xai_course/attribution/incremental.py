@@ -192,9 +192,11 @@ class Plan:
         raise _Refused(f"cannot run node {node.op} {node.target}")
 
     # -- the copies
-    def run(self, example: torch.Tensor, patch: torch.Tensor, top: torch.Tensor, left: torch.Tensor):
+    def run(self, example: torch.Tensor, patch: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
+            record: Optional[dict] = None):
         """The model's output on copies of ``inputs[example]`` (B,) that equal them except on the box
-        of ``patch`` (B, C, h, w) at (``top``, ``left``)."""
+        of ``patch`` (B, C, h, w) at (``top``, ``left``). ``record``: a dict that receives, per node
+        name, the spatial size (height, width) of the box it computed, or None where it ran on full copies."""
         env, dense = {}, {}
 
         def full(node):
@@ -217,6 +219,8 @@ class Plan:
             if value is None:
                 value = self._eager(node, {a: full(a) for a in node.all_input_nodes})
             env[node] = value
+            if record is not None:
+                record[node.name] = tuple(value.patch.shape[2:]) if isinstance(value, Local) else None
         raise _Refused("the graph has no output")
 
     def _local(self, node: fx.Node, env: dict, example: torch.Tensor) -> Optional[Local]:
