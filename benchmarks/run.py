@@ -184,7 +184,7 @@ PERTURBATION_ROWS = [
         points=0, forward_only=True) for ppe in (1, 2, 4, 16, 64)] + [
     Row("kernel_shap", f"captum KernelShap ppe={ppe}",
         lambda m, x, t: attribution.kernel_shap(m, x, t, _segments(x), samples=KERNEL_SAMPLES, seed=0),
-        _captum_kernel_shap(ppe), points=KERNEL_SAMPLES, forward_only=True) for ppe in (16, 64, 200)]
+        _captum_kernel_shap(ppe), points=KERNEL_SAMPLES, forward_only=True) for ppe in (16, 32, 64, 128, 200)]
 
 
 def _fixed_attributions(x):

@@ -220,3 +220,14 @@ def test_every_spatial_layer_of_branches_runs_locally(monkeypatch):
     assert set(outcomes) == {"a", "leaky_relu", "pool", "b", "sigmoid", "add", "short", "c", "relu", "add_1", "bn",
                              "relu_1", "avg", "drop", "same"}
     assert all(v == {True} for v in outcomes.values()), outcomes
+
+
+def test_keeps_only_the_activations_read_beyond_a_patch():
+    """A convolution or BatchNorm output read only by the next activation function is not kept (its
+    patch is all the local pass needs); the inputs of convolutions, poolings and sums are."""
+    model, x, _ = make("torchvision_resnet18", n=1)
+    plan = incremental.plan(model, x)
+    kept = {n.name for n in plan.base}
+    assert {"x", "relu", "maxpool", "layer1_0_relu", "layer1_0_bn2"} <= kept   # read by convs, pools, sums
+    assert not {"conv1", "bn1", "layer1_0_conv1", "layer1_0_bn1", "add"} & kept  # by BatchNorm / ReLU only
+    assert kept < {n.name for n in plan.shapes}

@@ -144,7 +144,8 @@ class Plan:
         self.graph = graph
         self.modules = dict(graph.named_modules())
         self.nodes = list(graph.graph.nodes)
-        self.base: Dict[fx.Node, torch.Tensor] = {}
+        self.base: Dict[fx.Node, torch.Tensor] = {}       # the kept activations (N, C, H, W)
+        self.shapes: Dict[fx.Node, torch.Size] = {}        # the shape of every 4-d activation
         self.varying = set()
         self.output = None
         self._pads = {}
@@ -168,7 +169,11 @@ class Plan:
             if node in self.varying and isinstance(value, torch.Tensor):
                 versions[node] = (value, value._version)
                 if value.ndim == 4:
-                    self.base[node] = value.clone(memory_format=torch.channels_last)
+                    self.shapes[node] = value.shape
+                    # kept where a user reads more than the patch (a crop, a sum, a full copy); a node
+                    # read only position by position needs its patch alone
+                    if any(self._pointwise(user) is None for user in node.users):
+                        self.base[node] = value.clone(memory_format=torch.channels_last)
         for node, (value, version) in versions.items():
             if value._version != version and len(node.users) > 1:
                 # an operation changed this value in place while others still read it: the graph's
@@ -223,31 +228,41 @@ class Plan:
                 record[node.name] = tuple(value.patch.shape[2:]) if isinstance(value, Local) else None
         raise _Refused("the graph has no output")
 
+    def _pointwise(self, node: fx.Node):
+        """For a node that maps its one input position by position (an activation, BatchNorm in eval
+        mode, dropout in eval mode): that map, for a patch; else None."""
+        inputs = node.all_input_nodes
+        if len(inputs) != 1 or not node.args or node.args[0] is not inputs[0]:
+            return None
+        rest, kwargs = node.args[1:], node.kwargs
+        if node.op == "call_module" and not rest and not kwargs and _elementwise(self.modules[node.target]):
+            return self.modules[node.target]
+        if node.op == "call_function" and node.target in ELEMENTWISE_FUNCTIONS:
+            return lambda patch: node.target(patch, *rest, **kwargs)
+        if node.op == "call_method" and node.target in ELEMENTWISE_METHODS:
+            return lambda patch: getattr(patch, node.target)(*rest, **kwargs)
+        return None
+
     def _local(self, node: fx.Node, env: dict, example: torch.Tensor) -> Optional[Local]:
         """The node's value as a Local, or None where it must run on full copies."""
         inputs = node.all_input_nodes
-        module = self.modules.get(node.target) if node.op == "call_module" else None
-        if module is not None and len(node.args) == 1 and not node.kwargs and len(inputs) == 1:
+        pointwise = self._pointwise(node)
+        if pointwise is not None:
             value = env[inputs[0]]
-            if _elementwise(module):
-                return Local(module(value.patch), value.top, value.left)
-            if _window_op(module) is not None:
-                return self._window(node, module, value, example)
-        if len(inputs) == 1 and node.args and node.args[0] is inputs[0]:   # f(x, constants...)
-            value, rest = env[inputs[0]], node.args[1:]
-            if node.op == "call_function" and node.target in ELEMENTWISE_FUNCTIONS:
-                return Local(node.target(value.patch, *rest, **node.kwargs), value.top, value.left)
-            if node.op == "call_method" and node.target in ELEMENTWISE_METHODS:
-                return Local(getattr(value.patch, node.target)(*rest, **node.kwargs), value.top, value.left)
+            return Local(pointwise(value.patch), value.top, value.left)
+        module = self.modules.get(node.target) if node.op == "call_module" else None
+        if (module is not None and len(node.args) == 1 and not node.kwargs and len(inputs) == 1
+                and _window_op(module) is not None):
+            return self._window(node, module, env[inputs[0]], example)
         if (node.op == "call_function" and node.target in SUMS and len(node.args) == 2 and not node.kwargs
                 and all(isinstance(a, fx.Node) and isinstance(env[a], Local)
-                        and self.base[a].shape == self.base[node].shape for a in node.args)):
+                        and self.shapes[a] == self.shapes[node] for a in node.args)):
             return self._sum(node, example, env)
         return None
 
     def _window(self, node, module, value: Local, example) -> Optional[Local]:
         kernel, stride, padding, dilation, outside, function = _window_op(module)
-        extent = self.base[node].shape[2:]
+        extent = self.shapes[node][2:]
         height, width = value.patch.shape[2:]
         top, rows = _reach(value.top, height, extent[0], kernel[0], stride[0], padding[0], dilation[0])
         left, cols = _reach(value.left, width, extent[1], kernel[1], stride[1], padding[1], dilation[1])
@@ -269,7 +284,7 @@ class Plan:
         return self._pads[key]
 
     def _sum(self, node, example, env) -> Optional[Local]:
-        (a, b), extent = node.args, self.base[node].shape[2:]
+        (a, b), extent = node.args, self.shapes[node][2:]
         u, v = env[a], env[b]
         if (u.patch.shape == v.patch.shape and torch.equal(u.top, v.top) and torch.equal(u.left, v.left)):
             return Local(u.patch + v.patch, u.top, u.left)
