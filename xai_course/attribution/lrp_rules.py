@@ -241,6 +241,10 @@ class Gamma(LRPRule):
             p, n = p + layer.per_channel(b.clamp(min=0), p), n + layer.per_channel(b.clamp(max=0), n)
         z = p + n
         positive = z > 0            # where z > 0 the denominator is z_up = z + γp, where z < 0 z_down = z + γn
+        if not bool((R.ne(0) & ~positive).any()):
+            # no relevance where z ≤ 0 (the common case: a ReLU follows and passes none there): only
+            # the z_up terms remain, W⁺(1+γ)s + W⁻s = (W + γW⁺)s, one backward call of the plain size
+            return a * layer.gradient(a, R / stabilize(z + g * p, eps), w + g * w.clamp(min=0))
         s = R / stabilize(z + g * torch.where(positive, p, n), eps)
         s = torch.where(z == 0, torch.zeros((), dtype=s.dtype, device=s.device), s)
         weighted = (1 + g) * s      # W_up s_up + W_down s_down = W⁺((1+γ)s_up + s_down) + W⁻(s_up + (1+γ)s_down)
