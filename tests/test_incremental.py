@@ -231,3 +231,90 @@ def test_keeps_only_the_activations_read_beyond_a_patch():
     assert {"x", "relu", "maxpool", "layer1_0_relu", "layer1_0_bn2"} <= kept   # read by convs, pools, sums
     assert not {"conv1", "bn1", "layer1_0_conv1", "layer1_0_bn1", "add"} & kept  # by BatchNorm / ReLU only
     assert kept < {n.name for n in plan.shapes}
+
+
+class ScalesInput(Hooked):
+    def forward(self, x):
+        return self.fc(self.conv(x.mul_(2)).mean((2, 3)))    # changes its input in place (its only reader)
+
+
+def test_a_model_that_changes_its_input_in_place(black_box):
+    """The unperturbed pass runs on a copy: the caller's inputs, and the images the copies are cut
+    from, stay as they were."""
+    torch.manual_seed(0)
+    model, target = ScalesInput().eval(), torch.tensor([0, 1])
+    x = (torch.rand(2, 3, 16, 16) - 0.5).contiguous(memory_format=torch.channels_last)
+    before = x.clone()
+    expected = black_box(occlusion, model, x.clone(), target, 4, 2)
+    ours = occlusion(model, x, target, 4, 2)
+    assert torch.equal(x, before)
+    assert_same(ours, expected, model, before.clone())
+
+
+def test_inference_mode(black_box):
+    """Under torch.inference_mode, or on inputs made in it, the plan is made (its unperturbed pass
+    outside inference mode, where tensors have version counters) and agrees with the black box."""
+    torch.manual_seed(0)
+    model, target = InPlace().eval(), torch.tensor([0, 1])     # (refused: in place, read elsewhere)
+    plain = Hooked().eval()
+    with torch.inference_mode():
+        x = torch.rand(2, 3, 16, 16)
+        assert incremental.plan(model, x) is None and incremental.plan(plain, x) is not None
+        for m in (model, plain):
+            assert_same(occlusion(m, x, target, 4, 2), black_box(occlusion, m, x, target, 4, 2), m, x)
+    assert incremental.plan(plain, x) is not None
+    assert_same(occlusion(plain, x, target, 4, 2), black_box(occlusion, plain, x, target, 4, 2), plain, x)
+
+
+class OwnCall(Hooked):
+    def __call__(self, x):
+        return super().__call__(x * 2 - 1)
+
+
+class Stores(Hooked):
+    def forward(self, x):
+        self.features = self.conv(x)         # (as a model kept for Grad-CAM might)
+        return self.fc(self.features.mean((2, 3)))
+
+
+class Varargs(Hooked):
+    def forward(self, *xs):
+        return self.fc(self.conv(xs[0]).mean((2, 3)))
+
+
+class ThroughData(Hooked):
+    def __init__(self):
+        super().__init__()
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        h = self.conv(x)
+        h.data.mul_(2)                       # in place, without a version bump
+        return self.fc((self.conv2(h) + h).mean((2, 3)))
+
+
+def test_models_the_graph_does_not_describe(black_box):
+    """A ``__call__`` or an instance ``forward`` of its own (fx traces the class's forward), a forward
+    pass that sets attributes (tracing would leave proxies in them), ``*args`` (the placeholder is a
+    tuple), a change through ``.data``, batch statistics: no plan, the black box's results, the model left as it was."""
+    torch.manual_seed(0)
+    x, target = torch.rand(2, 3, 16, 16), torch.tensor([0, 1])
+    patched = Hooked().eval()
+    original = patched.forward
+    patched.forward = lambda inputs: original(inputs * 2 - 1)
+    stores = Stores().eval()
+    # (and a BatchNorm without running statistics: its outputs depend on the batch, the black box's batches
+    # are the reference)
+    batch_statistics = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False), nn.Flatten(),
+                                     nn.LazyLinear(2)).eval()
+    batch_statistics(x)
+    for model in (OwnCall().eval(), patched, stores, Varargs().eval(), ThroughData().eval(), batch_statistics):
+        assert incremental.plan(model, x) is None, type(model).__name__
+        assert_same(occlusion(model, x, target, 4, 2), black_box(occlusion, model, x, target, 4, 2), model, x)
+    assert isinstance(stores.features, torch.Tensor)
+    # a leaf module with its own forward runs as the model runs it, not as the plain convolution
+    model = Hooked().eval()
+    conv = model.conv
+    conv.forward = lambda inputs: F.conv2d(inputs, conv.weight * 2, conv.bias, padding=1)
+    assert incremental.plan(model, x) is not None
+    assert_same(occlusion(model, x, target, 4, 2), black_box(occlusion, model, x, target, 4, 2), model, x)

@@ -21,8 +21,10 @@ input and the top-left corner of the box it covers:
   :data:`DENSE_FROM` of its map runs as the model would, on full copies assembled from the kept
   activations and the patches.
 
-A model that cannot be traced, that has hooks, or whose forward pass modifies a value that something
-else still reads gets no plan (``None``), and the caller evaluates it as a black box.
+A model that cannot be traced, that has hooks or a ``__call__``/instance ``forward`` of its own, whose
+forward pass sets attributes (tracing would leave proxies in them) or modifies a value that something
+else still reads gets no plan (``None``), and the caller evaluates it as a black box. The unperturbed
+pass runs on a copy of the inputs, outside inference mode (its tensors have no version counters).
 """
 from __future__ import annotations
 
@@ -104,9 +106,18 @@ def materialize(base: torch.Tensor, value: Local, example: torch.Tensor) -> torc
 
 def _is(module: nn.Module, classes) -> bool:
     """``module`` is one of ``classes`` and runs that class's own forward (a subclass that overrides
-    ``forward``, a weight-standardised convolution say, is not known to be local)."""
+    ``forward``, a weight-standardised convolution say, or a module given its own ``forward`` as an
+    attribute, is not known to be local)."""
     classes = classes if isinstance(classes, tuple) else (classes,)
+    if not _plain_call(module):
+        return False
     return any(isinstance(module, c) and type(module).forward is c.forward for c in classes)
+
+
+def _plain_call(module: nn.Module) -> bool:
+    """Calling ``module`` runs its class's ``forward`` (no ``__call__`` of its own, no ``forward``
+    set on the instance): what ``torch.fx`` traces and what the local rules read."""
+    return type(module).__call__ is nn.Module.__call__ and "forward" not in vars(module)
 
 
 def _window_op(module: nn.Module):
@@ -156,7 +167,7 @@ class Plan:
         env, versions = {}, {}
         for node in self.nodes:
             if node.op == "placeholder":
-                env[node] = inputs
+                env[node] = inputs.clone()     # a forward pass may change its input in place: not the caller's
                 self.varying.add(node)
             elif node.op == "output":
                 self.output = fx.node.map_arg(node.args[0], env.__getitem__)
@@ -179,6 +190,10 @@ class Plan:
                 # an operation changed this value in place while others still read it: the graph's
                 # values are not functions of their inputs, which the local pass assumes
                 raise _Refused(f"{node.name} is modified in place and read elsewhere")
+            if (value._version == version and node in self.base
+                    and not bool(torch.isclose(value, self.base[node], rtol=0, atol=0, equal_nan=True).all())):
+                # changed without a version bump (through ``.data``): the kept copy is not what was read
+                raise _Refused(f"{node.name} is modified in place through .data")
 
     def _eager(self, node: fx.Node, env: dict):
         args = fx.node.map_arg(node.args, env.__getitem__)
@@ -314,20 +329,61 @@ def has_hooks(model: nn.Module) -> bool:
     return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
+def batch_statistics(model: nn.Module) -> bool:
+    """Whether a BatchNorm normalises by the statistics of its batch even in eval mode (it keeps no
+    running ones): every output then depends on the other copies in the batch, and the black box's
+    batches (another size) are the reference."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None for m in model.modules())
+
+
 def plan(model: nn.Module, inputs: torch.Tensor) -> Optional[Plan]:
     """A :class:`Plan` for ``model`` (in eval mode) on image ``inputs`` (N, C, H, W), or None where the
     model cannot be traced or run piecewise (then evaluate it as a black box). Runs without grad."""
-    if inputs.ndim != 4 or has_hooks(model):
+    if inputs.ndim != 4 or has_hooks(model) or not _plain_call(model) or batch_statistics(model):
         return None
+    state = _attributes(model)
     try:
         graph = fx.symbolic_trace(model)
     except Exception:       # any model fx cannot trace (data-dependent control flow, ...) is a black box
+        graph = None
+    if _attributes(model) != state:
+        # the forward pass sets attributes (``self.features = h``, a call counter): tracing stored
+        # proxies in them, and the graph would not replay it; undo it and run the model itself
+        _restore(state)
         return None
-    placeholders = [n for n in graph.graph.nodes if n.op == "placeholder"]
-    if len(placeholders) != 1:
+    placeholders = [] if graph is None else [n for n in graph.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1 or placeholders[0].target.startswith("*"):     # (``forward(self, *xs)``: a tuple)
         return None
     try:
-        with torch.no_grad():
+        # outside inference mode (the caller's, or inputs made in it): the version counters that
+        # reveal in-place changes exist only on normal tensors
+        with torch.inference_mode(False), torch.no_grad():     # (in this order: the first enables grad)
             return Plan(graph, inputs)
     except _Refused:
         return None
+
+
+class _Same:
+    """Compares by identity (the attributes of a module before and after tracing)."""
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __eq__(self, other):
+        return self.value is other.value
+
+
+def _attributes(model: nn.Module) -> list:
+    """Every module's attributes, parameters, buffers and submodules, compared by identity."""
+    def named(mapping):
+        return {k: _Same(v) for k, v in mapping.items()}
+    return [(m, named(vars(m)), named(m._parameters), named(m._buffers), named(m._modules)) for m in model.modules()]
+
+
+def _restore(state: list) -> None:
+    for module, attributes, parameters, buffers, modules in state:
+        for mapping, saved in ((vars(module), attributes), (module._parameters, parameters),
+                               (module._buffers, buffers), (module._modules, modules)):
+            mapping.clear()
+            mapping.update({k: v.value for k, v in saved.items()})
