@@ -237,14 +237,21 @@ class Gamma(LRPRule):
         """z_up = (1+γ)p + n + b + γb⁺ where z > 0, z_down = p + (1+γ)n + b + γb⁻ where z < 0;
         W_up s_up + W_down s_down = W⁺((1+γ)s_up + s_down) + W⁻(s_up + (1+γ)s_down)."""
         g, eps, b, w = self.gamma, self.stabilizer, layer.bias, layer.weight
-        if b is not None:           # z = p + n + b; the biases b⁺, b⁻ go with p and n
-            p, n = p + layer.per_channel(b.clamp(min=0), p), n + layer.per_channel(b.clamp(max=0), n)
-        z = p + n
+        z = p + n                   # z = p + n + b; the biases b⁺, b⁻ go with p and n
+        if b is not None:
+            z += layer.per_channel(b, z)
         positive = z > 0            # where z > 0 the denominator is z_up = z + γp, where z < 0 z_down = z + γn
-        if not bool((R.ne(0) & ~positive).any()):
+        if not bool(torch.where(positive, 0.0, R).any()):
             # no relevance where z ≤ 0 (the common case: a ReLU follows and passes none there): only
-            # the z_up terms remain, W⁺(1+γ)s + W⁻s = (W + γW⁺)s, one backward call of the plain size
-            return a * layer.gradient(a, R / stabilize(z + g * p, eps), w + g * w.clamp(min=0))
+            # the z_up terms remain, W⁺(1+γ)s + W⁻s = (W + γW⁺)s, one backward call of the plain size.
+            # z_up > 0 wherever R ≠ 0, so its stabiliser is + ε; elsewhere s = 0 / (a positive number)
+            up = torch.add(z, p, alpha=g)
+            if b is not None:
+                up += layer.per_channel(g * b.clamp(min=0), up)
+            s = R / up.clamp_(min=0).add_(eps)
+            return a * layer.gradient(a, s, w + g * w.clamp(min=0))
+        if b is not None:
+            p, n = p + layer.per_channel(b.clamp(min=0), p), n + layer.per_channel(b.clamp(max=0), n)
         s = R / stabilize(z + g * torch.where(positive, p, n), eps)
         s = torch.where(z == 0, torch.zeros((), dtype=s.dtype, device=s.device), s)
         weighted = (1 + g) * s      # W_up s_up + W_down s_down = W⁺((1+γ)s_up + s_down) + W⁻(s_up + (1+γ)s_down)
