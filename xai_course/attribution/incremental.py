@@ -190,9 +190,9 @@ class Plan:
                 # an operation changed this value in place while others still read it: the graph's
                 # values are not functions of their inputs, which the local pass assumes
                 raise _Refused(f"{node.name} is modified in place and read elsewhere")
-            if (value._version == version and node in self.base
-                    and not bool(torch.isclose(value, self.base[node], rtol=0, atol=0, equal_nan=True).all())):
+            if value._version == version and node in self.base and not torch.equal(value, self.base[node]):
                 # changed without a version bump (through ``.data``): the kept copy is not what was read
+                # (or NaN in it, which equals nothing: a black box then, to be safe)
                 raise _Refused(f"{node.name} is modified in place through .data")
 
     def _eager(self, node: fx.Node, env: dict):

@@ -148,8 +148,8 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, target: Optional[torch.Tens
             example, row = p // rows, p % rows
             if local is not None:
                 logits = local.run(example, *patches(example, row))
-            else:
-                logits = model(copies(example, row).contiguous(memory_format=layout))  # (a no-op: laid out so)
+            else:                                    # (already laid out so: no copy)
+                logits = model(copies(example, row).contiguous(memory_format=layout))
             if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != len(p):
                 got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
                 raise ValueError(f"model must return logits of shape (N, classes) = ({len(p)}, classes), "
