@@ -318,3 +318,14 @@ def test_models_the_graph_does_not_describe(black_box):
     conv.forward = lambda inputs: F.conv2d(inputs, conv.weight * 2, conv.bias, padding=1)
     assert incremental.plan(model, x) is not None
     assert_same(occlusion(model, x, target, 4, 2), black_box(occlusion, model, x, target, 4, 2), model, x)
+
+
+def test_default_batch_is_bounded_for_tiny_windows():
+    """The incremental batch grows as the window shrinks, but never past 16 full-image batches (the
+    layers after the boxes run on full copies)."""
+    from xai_course.attribution.masking import default_batch_size
+    for side in (64, 224):
+        x = torch.zeros(2, 3, side, side)
+        full = default_batch_size(x)
+        assert default_batch_size(x, 3 * 8 * 8) >= default_batch_size(x, 3 * 32 * 32) >= full
+        assert default_batch_size(x, 3) <= 17 * full      # (16 times, up to the rounding of each)

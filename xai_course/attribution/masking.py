@@ -53,9 +53,11 @@ def default_batch_size(inputs: torch.Tensor, box: Optional[int] = None) -> int:
     ``box``: the number of input elements a copy changes, when the model runs incrementally
     (:mod:`.incremental`): its activations are boxes a few times that size, a quarter as many fit.
     Measured here (occlusion, 8x8 windows on 64x64 images, shapes_cnn): 87-101 ms at 256-512 copies a
-    worker, 119-131 ms at 700-900; resnet18 (32x32 windows on 224x224) 1.71-1.74 s at 24-64.
+    worker, 119-131 ms at 700-900; resnet18 (32x32 windows on 224x224) 1.71-1.74 s at 24-64. At most
+    16 times the full-image batch: the last layers run on full copies (a 1-pixel window would
+    otherwise put tens of thousands of full resnet18 activations in one batch).
     """
-    size = inputs[0].numel() if box is None else 4 * box
+    size = inputs[0].numel() if box is None else max(4 * box, inputs[0].numel() // 16)
     return cpu_workers(inputs) * max(MIN_BATCH, ELEMENTS_PER_BATCH // max(1, size))
 
 
