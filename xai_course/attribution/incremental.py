@@ -158,7 +158,6 @@ class Plan:
         self.base: Dict[fx.Node, torch.Tensor] = {}       # the kept activations (N, C, H, W)
         self.shapes: Dict[fx.Node, torch.Size] = {}        # the shape of every 4-d activation
         self.varying = set()
-        self.output = None
         self._pads = {}
         self._run_base(inputs)
 
@@ -170,7 +169,6 @@ class Plan:
                 env[node] = inputs.clone()     # a forward pass may change its input in place: not the caller's
                 self.varying.add(node)
             elif node.op == "output":
-                self.output = fx.node.map_arg(node.args[0], env.__getitem__)
                 continue
             else:
                 env[node] = self._eager(node, env)

@@ -167,8 +167,7 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, target: Optional[torch.Tens
     with explaining(model):
         local = None
         if box is not None and x.ndim == 4:
-            with torch.no_grad():
-                local = incremental.plan(model, x)
+            local = incremental.plan(model, x)      # (runs without grad)
         chunk = check_batch_size(batch_size) or default_batch_size(
             inputs, None if local is None else x.shape[1] * box[0] * box[1])
         workers = min(cpu_workers(inputs), chunk)
