@@ -17,12 +17,16 @@ from captum.attr import LRP
 from torch import nn
 from zennit.attribution import Gradient
 from zennit.canonizers import MergeBatchNorm, SequentialMergeBatchNorm
-from zennit.composites import EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat
+from zennit import rules as zennit_rules
+from zennit.composites import (EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat, LayerMapComposite,
+                                layer_map_base)
+from zennit.types import Convolution
 from zennit.torchvision import ResNetCanonizer
 
 from conftest import _randomise_batchnorm, make
 from hygiene import assert_inputs_unchanged, assert_unchanged, inputs_snapshot, snapshot
 from xai_course.attribution import METHODS, input_x_gradient, lrp
+from xai_course.attribution.lrp import relevance_rules
 
 ZENNIT = {"epsilon_plus": lambda c: EpsilonPlus(canonizers=c),
           "epsilon_gamma_box": lambda c: EpsilonGammaBox(low=0.0, high=1.0, canonizers=c),
@@ -95,6 +99,103 @@ def test_equals_zennit_composites(arch, composite, exact_batchnorm_merge):
     # few pixels: there zennit's activations come from the folded convolution, ours from conv then BN, and
     # a denominator Σ a⁺w⁺ near the stabiliser magnifies that rounding (Σ R agrees to 1e-5)
     assert relative_error(ours, theirs) < (1e-3 if arch == "course_resnet" else 1e-5)
+
+
+def signed_batchnorm(seed=0):
+    """vgg_bn with BatchNorm scales of both signs and one exactly 0: folding turns W⁺ into W⁻ there."""
+    model, x, target = vgg_bn(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.mul_(torch.tensor([1.0, -1.0]).repeat(m.num_features // 2))
+                m.weight[3] = 0.0
+    return model, x, target
+
+
+class Grouped(nn.Module):
+    """Grouped and depthwise convolutions, each with a BatchNorm."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Flatten(), nn.Linear(8 * 8 * 8, 4))
+
+    def forward(self, x):
+        return self.features(x)
+
+
+def grouped(seed=0):
+    torch.manual_seed(seed)
+    return _randomise_batchnorm(Grouped(), seed).eval(), 10 * torch.rand(3, 3, 16, 16), torch.tensor([0, 3, 1])
+
+
+@pytest.mark.parametrize("composite", list(ZENNIT))
+@pytest.mark.parametrize("maker", [signed_batchnorm, grouped])
+def test_batchnorm_signs_and_groups_equal_zennit(maker, composite, exact_batchnorm_merge):
+    """A fold with σ ≤ 0 somewhere takes the layer's own folded weights; grouped convolutions take one
+    backward call per half of the stacked weights: both as zennit."""
+    model, x, target = maker()
+    theirs = zennit_lrp(copy.deepcopy(model), x, target, composite, [SequentialMergeBatchNorm()])
+    assert relative_error(lrp(model, x, target, composite=composite), theirs) < 1e-5
+
+
+SINGLE_RULES = {"z_plus": (zennit_rules.ZPlus, {}), "alpha_beta": (zennit_rules.AlphaBeta, {}),
+                "gamma": (zennit_rules.Gamma, {"gamma": 0.25}), "epsilon": (zennit_rules.Epsilon, {"epsilon": 1e-3})}
+
+
+@pytest.mark.parametrize("rule", list(SINGLE_RULES))
+@pytest.mark.parametrize("arch", ["mlp", "vgg_bn", "signed_batchnorm"])
+def test_one_rule_on_every_layer_equals_zennit(arch, rule, exact_batchnorm_merge):
+    """One rule on every linear and convolution layer (the split rules on linear layers too)."""
+    model, x, target = signed_batchnorm() if arch == "signed_batchnorm" else model_for(arch)
+    zennit_rule, options = SINGLE_RULES[rule]
+    composite = LayerMapComposite(layer_map_base() + [((Convolution, nn.Linear), zennit_rule(**options))],
+                                  canonizers=[SequentialMergeBatchNorm()])
+    with Gradient(model=copy.deepcopy(model), composite=composite) as attributor:
+        _, theirs = attributor(x, attr_output=lambda out: out * nn.functional.one_hot(target, out.shape[1]))
+    assert relative_error(lrp(model, x, target, rule=rule, **options), theirs) < 1e-5
+
+
+class SharedOutput(nn.Module):
+    """A convolution whose output feeds its BatchNorm and, directly, a sum: two backward steps read the
+    convolution's parts (with ``twin``, two convolutions with equal weights, one step each)."""
+
+    def __init__(self, twin=False):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.ReLU())   # z^B's first layer in both
+        self.conv, self.bn = nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6)
+        self.twin = nn.Conv2d(3, 6, 3, padding=1) if twin else None
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(6, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                                  nn.Linear(4 * 8 * 8, 3))
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.conv(x)
+        return self.head(self.bn(y) + (y if self.twin is None else self.twin(x)))
+
+
+@pytest.mark.parametrize("composite", ["epsilon_plus", "epsilon_gamma_box", "epsilon_alpha2_beta1"])
+def test_parts_read_by_two_backward_steps(composite):
+    """The first step takes the parts, the second computes them again: as if each had its own layer."""
+    torch.manual_seed(0)
+    shared = _randomise_batchnorm(SharedOutput(), 0).eval()
+    twin = SharedOutput(twin=True).eval()
+    twin.load_state_dict(shared.state_dict(), strict=False)
+    twin.twin.load_state_dict(shared.conv.state_dict())
+    x, target = torch.rand(2, 3, 8, 8), torch.tensor([0, 2])
+    ours = lrp(shared, x, target, composite=composite)
+    assert relative_error(ours, lrp(twin, x, target, composite=composite)) < 1e-6
+    # and a second backward pass through the same graph gives the same relevance again
+    with relevance_rules(shared, composite=composite):
+        inputs = x.clone().requires_grad_(True)
+        logit = shared(inputs).gather(1, target[:, None])
+        first = torch.autograd.grad(logit, inputs, logit.detach(), retain_graph=True)[0]
+        second = torch.autograd.grad(logit, inputs, logit.detach())[0]
+    torch.testing.assert_close(second, first, rtol=0, atol=0)
+    assert relative_error(first, ours) < 1e-6
 
 
 @pytest.mark.parametrize("low, high", [(-1.0, 2.0), (-1.0, 0.0), (0.5, 1.0)])

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from ._core import Target, check_call, explaining, fast_layout, register, target_logits
-from .lrp_rules import AlphaBeta, Epsilon, Flat, Gamma, Layer, LRPRule, WSquare, Zero, ZBox, ZPlus, divide
+from .lrp_rules import (AlphaBeta, Epsilon, Flat, Gamma, Layer, LRPRule, WSquare, Zero, ZBox, ZPlus, divide,
+                        has_negative)
 from .rules import NONLINEAR, Rule, backward_rules, refusing, vjp
 
 
@@ -32,22 +33,22 @@ class _Relevance(torch.autograd.Function):
     """Forward y = layer(a) (or compute()); backward: the rule's R of a.
 
     A rule that splits the weights by sign, on an input a ≥ 0: the forward pass computes the parts
-    (p, n) = (W⁺ᵀa, W⁻ᵀa) in one convolution and y = p + n + b from them, and the backward pass
-    needs no forward convolution of its own (a layer folded from a BatchNorm reuses them).
+    [W⁺ᵀa; W⁻ᵀa] in one convolution and y = W⁺ᵀa + W⁻ᵀa + b from them, and the backward pass needs
+    no forward convolution of its own (a layer folded from a BatchNorm reuses them).
     """
 
     @staticmethod
     def forward(ctx, a, layer, rule, compute):
         ctx.layer, ctx.rule = layer, rule
-        ctx.split = rule.split and (layer.source is not None and layer.source[0].parts is not None
-                                    or layer.source is None and not bool((a < 0).any()))
-        if ctx.split:
-            p, n = layer.signed_parts(a)
-            ctx.save_for_backward(a, p, n)
+        if rule.split and layer.source is None and not has_negative(a):
+            layer.parts = layer.signed_parts(a)
+        ctx.split = rule.split and layer.splits
+        if ctx.split:                      # the parts stay with the layer (Layer.take_parts)
+            ctx.save_for_backward(a)
             if compute:
                 return compute()
-            y = p + n
-            return y if layer.bias is None else y + layer.per_channel(layer.bias, y)
+            y = torch.add(*layer.halves(layer.parts))
+            return y if layer.bias is None else y.add_(layer.per_channel(layer.bias, y))
         y = compute() if compute else layer(a, layer.weight, layer.bias)
         # a copy of z: an in-place ReLU may overwrite y
         ctx.save_for_backward(a, y.clone() if rule.needs_output else None)
@@ -55,11 +56,12 @@ class _Relevance(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, R):
+        layer = ctx.layer
         if ctx.split:
-            a, p, n = ctx.saved_tensors
-            return ctx.rule.relevance_split(a, R, ctx.layer, p, n), None, None, None
+            (a,) = ctx.saved_tensors
+            return ctx.rule.relevance_split(a, R, layer, layer.take_parts(a)), None, None, None
         a, z = ctx.saved_tensors
-        return ctx.rule.relevance(a, R, ctx.layer, z), None, None, None
+        return ctx.rule.relevance(a, R, layer, z), None, None, None
 
 
 _CONV_ARGS = ("weight", "bias", "stride", "padding", "dilation", "groups")
@@ -132,7 +134,7 @@ class _Split(torch.autograd.Function):
     def backward(ctx, R):
         u, v = ctx.saved_tensors
         s = divide(R, u + v, ctx.stabilizer)
-        return u * s, v * s, None, None
+        return u * s, s.mul_(v), None, None
 
 
 class SplitSum(Rule):

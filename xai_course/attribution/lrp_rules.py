@@ -22,26 +22,59 @@ from torch.nn.modules.utils import _ntuple
 Tensor = torch.Tensor
 
 
-def stabilize(z: Tensor, epsilon: float) -> Tensor:
-    """z + ε·sign(z), sign(0) = +1: never crosses 0 (zennit's stabiliser)."""
-    return torch.where(z >= 0, z + epsilon, z - epsilon)
+def stabilize(z: Tensor, epsilon) -> Tensor:
+    """z + ε·sign(z), sign(0) = +1: never crosses 0 (zennit's stabiliser).
+
+    Computed as z + copysign(ε, z) in one new tensor. It differs from zennit only at z = −0.0
+    (−ε instead of +ε): a z that is exactly 0 has every contribution a_j·w_jk = 0, so the sign of
+    its ε never reaches a relevance. ``epsilon``: a number, or a tensor that broadcasts with z.
+    """
+    return torch.copysign(torch.as_tensor(epsilon, dtype=z.dtype, device=z.device), z).add_(z)
 
 
 def divide(R: Tensor, z: Tensor, epsilon: float) -> Tensor:
     """s = R ⊘ z, stabilised by ε; with ε = 0 exact, and 0 where z = 0 (LRP-0)."""
     if epsilon == 0:
         return torch.where(z == 0, 0.0, R / z)
-    return R / stabilize(z, epsilon)
+    den = stabilize(z, epsilon)
+    return torch.div(R, den, out=den)
+
+
+def has_negative(a: Tensor) -> bool:
+    """Whether a has an entry below 0 (one reduction, no tensor of a's size)."""
+    return a.numel() > 0 and bool(a.amin() < 0)
 
 
 class Layer:
-    """One call ``y = function(a, weight, bias, **options)`` of F.linear or F.conv1d/2d/3d."""
+    """One call ``y = function(a, weight, bias, **options)`` of F.linear or F.conv1d/2d/3d.
 
-    def __init__(self, function, weight: Tensor, bias, options: dict):
-        self.function, self.weight, self.bias, self.options = function, weight.detach(), bias, options
+    A layer folded from a BatchNorm (:meth:`folded`) keeps its ``base`` (the layer before the fold) and
+    the fold's factor σ per output channel: its weights are σW. Where every σ > 0 the split rules work
+    on the base layer's weights and signed parts and move σ into the denominators (``shift``):
+    W_f⁺ᵀ(R ⊘ (σq + c)) = W⁺ᵀ(R ⊘ (q + c/σ)), so a fold costs no weights of its own.
+    """
+
+    def __init__(self, function, weight, bias, options: dict):
+        self.function, self.options = function, options
+        self._weight = None if weight is None else weight.detach()
         self.bias = None if bias is None else bias.detach()
-        self.parts = None          # (W⁺ᵀa, W⁻ᵀa) once :meth:`signed_parts` has run on a ≥ 0
-        self.source = None         # (layer, scale) for a layer folded from another one
+        self.parts = None          # [W⁺ᵀa; W⁻ᵀa] from the forward pass, until a backward pass takes it
+        self.source, self.scale = None, None   # the layer this one is folded from, and σ (see base)
+        self._stacked = None
+
+    @property
+    def base(self) -> "Layer":
+        """The layer whose weights and parts the split rules use: the one folded from, else itself
+        (kept as None: a reference to itself would make a cycle that only the garbage collector frees,
+        holding every tensor of the call until it runs)."""
+        return self if self.source is None else self.source
+
+    @property
+    def weight(self) -> Tensor:
+        if self._weight is None:   # a folded layer's own weights, made only if a rule asks for them
+            index = (slice(None),) + (None,) * (self.base.weight.ndim - 1)
+            self._weight = self.base.weight * self.scale[index]
+        return self._weight
 
     @property
     def dim(self) -> int:
@@ -53,39 +86,77 @@ class Layer:
         shape[self.dim] = -1
         return t.view(shape)
 
-    def signed_parts(self, a: Tensor):
-        """``(p, n) = (W⁺ᵀa, W⁻ᵀa)`` (no bias) for a ≥ 0: what z⁺, αβ and γ divide by.
+    def shift(self, b, epsilon: float, like: Tensor) -> Tensor:
+        """(b + ε)/σ per output channel, shaped to add to ``like`` (b: a bias or a part of it, or None)."""
+        t = torch.full((like.shape[self.dim],), float(epsilon), dtype=like.dtype, device=like.device)
+        if b is not None:
+            t += b
+        return self.per_channel(t if self.scale is None else t / self.scale, like)
 
-        One call with the stacked weights [W⁺; W⁻]; a layer folded from another reuses that
-        layer's parts (per output channel, scale·W has positive part s⁺W⁺ + s⁻W⁻).
+    @property
+    def splits(self) -> bool:
+        """Whether the split rules apply: the base layer has its signed parts, and the fold's σ > 0."""
+        return self.base.parts is not None and (self.scale is None or bool((self.scale > 0).all()))
+
+    def stacked_weight(self, a: Tensor) -> Tensor:
+        """[W⁺; W⁻] along the output channels (groups = 1), made once: two clamps into one buffer, in
+        the layout the convolution wants for the input a (channels-last for channels-last images; a
+        weight in another layout would be copied by every call that uses it)."""
+        if self._stacked is None:
+            w, k = self.weight, self.weight.shape[0]
+            channels_last = w.ndim == 4 and a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous()
+            self._stacked = torch.empty((2 * k,) + w.shape[1:], dtype=w.dtype, device=w.device,
+                                        memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+            torch.clamp(w, min=0, out=self._stacked[:k])
+            torch.clamp(w, max=0, out=self._stacked[k:])
+        return self._stacked
+
+    def signed_weight(self, a: Tensor, positive: bool) -> Tensor:
+        """W⁺ or W⁻ of the base layer."""
+        base = self.base
+        if base.options.get("groups", 1) != 1:
+            return base.weight.clamp(min=0) if positive else base.weight.clamp(max=0)
+        return base.stacked_weight(a).chunk(2)[0 if positive else 1]
+
+    def signed_parts(self, a: Tensor) -> Tensor:
+        """[W⁺ᵀa; W⁻ᵀa] (no bias), stacked along the channels, for a ≥ 0: what z⁺, αβ and γ divide by.
+
+        One call with the stacked weights [W⁺; W⁻] (two calls for grouped convolutions).
         """
-        if self.source is not None and self.source[0].parts is not None:
-            (p, n), scale = self.source[0].parts, self.source[1]
-            if bool((scale >= 0).all()):       # the common case: W⁺ and W⁻ keep their signs
-                s = self.per_channel(scale, p)
-                self.parts = (p * s, n * s)
-            else:
-                up, down = self.per_channel(scale.clamp(min=0), p), self.per_channel(scale.clamp(max=0), p)
-                self.parts = (up * p + down * n, up * n + down * p)
-        elif self.options.get("groups", 1) == 1:
-            w = self.weight
-            self.parts = self(a, torch.cat([w.clamp(min=0), w.clamp(max=0)]), None).chunk(2, dim=self.dim)
-        else:
-            self.parts = (self(a, self.weight.clamp(min=0)), self(a, self.weight.clamp(max=0)))
-        return self.parts
+        if self.options.get("groups", 1) == 1:
+            return self(a, self.stacked_weight(a))
+        return torch.cat([self(a, self.weight.clamp(min=0)), self(a, self.weight.clamp(max=0))], dim=self.dim)
 
-    def gradients(self, a: Tensor, pairs) -> Tensor:
-        """Σ W_i s_i over ``pairs`` [(s_i, W_i), ...]: one backward call with stacked weights if it can."""
-        if self.options.get("groups", 1) == 1 and len(pairs) > 1:
-            return self.gradient(a, torch.cat([s for s, _ in pairs], dim=self.dim),
-                                 torch.cat([w for _, w in pairs]))
-        return sum(self.gradient(a, s, w) for s, w in pairs)
+    def take_parts(self, a: Tensor) -> Tensor:
+        """The base layer's parts for one backward step, which may overwrite them: the first step takes
+        the forward pass's tensor; a later one (a layer folded from the same one, a second backward
+        pass) computes them again from a. Taking them, not copying, saves a tensor twice the output's
+        size per layer; a BatchNorm's fold is usually the only step that runs."""
+        base = self.base
+        parts, base.parts = base.parts, None
+        return base.signed_parts(a) if parts is None else parts
+
+    @property
+    def pair_dim(self) -> int:
+        """Where a stacked tensor's two halves go as a new axis (``unflatten(dim, (2, -1))``)."""
+        return -2 if self.dim == -1 else self.dim
+
+    def halves(self, t: Tensor):
+        """The two halves of a stacked tensor: (W⁺ part, W⁻ part)."""
+        return t.chunk(2, dim=self.dim)
+
+    def gradients(self, a: Tensor, signal: Tensor) -> Tensor:
+        """W⁺s⁺ + W⁻s⁻ for the stacked signal [s⁺; s⁻]: one backward call with the stacked weights."""
+        if self.options.get("groups", 1) == 1:
+            return self.gradient(a, signal, self.base.stacked_weight(a))
+        up, down = self.halves(signal)
+        return self.gradient(a, up, self.signed_weight(a, True)).add_(self.gradient(a, down, self.signed_weight(a, False)))
 
     def __call__(self, a: Tensor, w: Tensor, b=None) -> Tensor:
         return self.function(a, w, b, **self.options)
 
     def gradient(self, a: Tensor, s: Tensor, w: Tensor) -> Tensor:
-        """c = W s: the layer's gradient with respect to its input a, applied to s."""
+        """c = W s: the layer's gradient with respect to its input a, applied to s (a new tensor)."""
         if self.function is torch.nn.functional.linear:
             return s.matmul(w)
         o, d = self.options, w.ndim - 2
@@ -100,10 +171,9 @@ class Layer:
 
     def folded(self, scale: Tensor, shift: Tensor) -> "Layer":
         """The layer followed by an affine map per output channel (a BatchNorm in eval mode)."""
-        index = (slice(None),) + (None,) * (self.weight.ndim - 1)
         bias = shift if self.bias is None else self.bias * scale + shift
-        folded = Layer(self.function, self.weight * scale[index], bias, self.options)
-        folded.source = (self, scale)
+        folded = Layer(self.function, None, bias, self.options)
+        folded.source, folded.scale, self.shared = self, scale, True
         return folded
 
 
@@ -118,9 +188,11 @@ def _minus(t):
 class LRPRule:
     """``relevance(a, R, layer, z)``: the relevance of the inputs a; z is the layer's output if known.
 
-    Rules that split the weights by sign (z⁺, αβ, γ) also have ``relevance_split(a, R, layer, p, n)``
-    for inputs a ≥ 0 (after a ReLU), with ``(p, n) = layer.signed_parts(a)`` computed in the forward
-    pass: one convolution with stacked weights instead of the layer's own and then two more.
+    Rules that split the weights by sign (z⁺, αβ, γ) also have ``relevance_split(a, R, layer, parts)``
+    for inputs a ≥ 0 (after a ReLU): ``parts`` = [W⁺ᵀa; W⁻ᵀa] of the base layer, computed in the
+    forward pass in one convolution with stacked weights (instead of the layer's own and then two
+    more), which the rule may overwrite. Signs known in advance (W⁺ᵀa ≥ 0 ≥ W⁻ᵀa) make each
+    stabiliser one addition.
     """
 
     needs_output = False
@@ -139,9 +211,9 @@ class Epsilon(LRPRule):
         self.epsilon = epsilon
 
     def relevance(self, a, R, layer, z):
-        s = R / stabilize(z, self.epsilon)                 # s = R ⊘ z
+        s = divide(R, z, self.epsilon)                     # s = R ⊘ z (stabilised)
         c = layer.gradient(a, s, layer.weight)             # c = W s
-        return a * c                                       # R = a ⊙ c
+        return c.mul_(a)                                   # R = a ⊙ c
 
 
 class Zero(Epsilon):
@@ -149,9 +221,6 @@ class Zero(Epsilon):
 
     def __init__(self):
         super().__init__(0.0)
-
-    def relevance(self, a, R, layer, z):
-        return a * layer.gradient(a, divide(R, z, 0.0), layer.weight)
 
 
 def _signed(a, R, layer, w_pos, w_neg, b, epsilon, negative=None):
@@ -161,12 +230,12 @@ def _signed(a, R, layer, w_pos, w_neg, b, epsilon, negative=None):
     then a = a⁺ and the a⁻ terms are skipped, which saves two passes over a and two convolutions).
     """
     if negative is None:
-        negative = bool((a < 0).any())
+        negative = has_negative(a)
     if not negative:
-        return a * layer.gradient(a, R / stabilize(layer(a, w_pos, b), epsilon), w_pos)
+        return layer.gradient(a, divide(R, layer(a, w_pos, b), epsilon), w_pos).mul_(a)
     ap, an = a.clamp(min=0), a.clamp(max=0)
-    s = R / stabilize(layer(ap, w_pos, b) + layer(an, w_neg), epsilon)
-    return ap * layer.gradient(a, s, w_pos) + an * layer.gradient(a, s, w_neg)
+    s = divide(R, layer(ap, w_pos, b) + layer(an, w_neg), epsilon)
+    return layer.gradient(a, s, w_pos).mul_(ap) + layer.gradient(a, s, w_neg).mul_(an)
 
 
 class ZPlus(LRPRule):
@@ -182,9 +251,11 @@ class ZPlus(LRPRule):
         return _signed(a, R, layer, _plus(w), _minus(w), _plus(layer.bias),
                        self.stabilizer)
 
-    def relevance_split(self, a, R, layer, p, n):      # z = W⁺ᵀa + b⁺
-        z = p if layer.bias is None else p + layer.per_channel(_plus(layer.bias), p)
-        return a * layer.gradient(a, R / stabilize(z, self.stabilizer), _plus(layer.weight))
+    def relevance_split(self, a, R, layer, parts):
+        p, _ = layer.halves(parts)                # z = W⁺ᵀa + b⁺ ≥ 0: stabilised by + ε
+        z = p.add_(layer.shift(_plus(layer.bias), self.stabilizer, p))
+        s = torch.div(R, z)
+        return layer.gradient(a, s, layer.signed_weight(a, True)).mul_(a)
 
 
 class AlphaBeta(LRPRule):
@@ -194,7 +265,7 @@ class AlphaBeta(LRPRule):
         self.alpha, self.beta, self.stabilizer = alpha, beta, stabilizer
 
     def relevance(self, a, R, layer, z):
-        w, b, negative = layer.weight, layer.bias, bool((a < 0).any())
+        w, b, negative = layer.weight, layer.bias, has_negative(a)
         wp, wn = _plus(w), _minus(w)
         positive = _signed(a, R * self.alpha, layer, wp, wn, _plus(b), self.stabilizer, negative)
         if self.beta == 0:
@@ -203,14 +274,22 @@ class AlphaBeta(LRPRule):
 
     split = True
 
-    def relevance_split(self, a, R, layer, p, n):      # z⁺ = W⁺ᵀa + b⁺, z⁻ = W⁻ᵀa + b⁻
-        w, b, eps = layer.weight, layer.bias, self.stabilizer
-        if b is not None:
-            p, n = p + layer.per_channel(_plus(b), p), n + layer.per_channel(_minus(b), n)
-        pairs = [(R * self.alpha / stabilize(p, eps), _plus(w))]
-        if self.beta != 0:
-            pairs.append((R * -self.beta / stabilize(n, eps), _minus(w)))
-        return a * layer.gradients(a, pairs)
+    def relevance_split(self, a, R, layer, parts):
+        """The signal [αR ⊘ (z⁺ + ε); −βR ⊘ (z⁻ − ε)] for the stacked weights [W⁺; W⁻], with
+        z⁺ = W⁺ᵀa + b⁺ ≥ 0 ≥ z⁻ = W⁻ᵀa + b⁻: the parts times [1/α; −1/β] plus the shifts, one
+        multiply-add; then one division by R and one backward call."""
+        b, eps, alpha, beta = layer.bias, self.stabilizer, self.alpha, self.beta
+        p, _ = layer.halves(parts)
+        up = layer.shift(_plus(b), eps, p) / alpha
+        down = layer.shift(_minus(b), -eps, p) / -beta if beta else torch.full_like(up, torch.inf)
+        factor = torch.tensor([1 / alpha, -1 / beta if beta else 0.0], dtype=p.dtype, device=p.device)
+        k = layer.pair_dim
+        pairs = parts.unflatten(layer.dim, (2, -1))           # the halves along a new axis k: (.., 2, C, ..)
+        factor = torch.tensor([1 / alpha, -1 / beta if beta else 0.0], dtype=p.dtype, device=p.device)
+        factor = factor.view([2 if i == k % pairs.ndim else 1 for i in range(pairs.ndim)])
+        den = torch.addcmul(torch.stack([up, down], k), pairs, factor, out=pairs)
+        s = torch.div(R.unsqueeze(k), den, out=den)
+        return layer.gradients(a, s.flatten(k, k + 1 if k > 0 else -1)).mul_(a)
 
 
 class Gamma(LRPRule):
@@ -226,37 +305,41 @@ class Gamma(LRPRule):
         up, down = w + g * w.clamp(min=0), w + g * w.clamp(max=0)
         b_up = None if b is None else b + g * b.clamp(min=0)
         b_down = None if b is None else b + g * b.clamp(max=0)
-        negative = bool((a < 0).any())
+        negative = has_negative(a)
         zero = torch.zeros((), dtype=R.dtype, device=R.device)
         return (_signed(a, torch.where(z > 0, R, zero), layer, up, down, b_up, self.stabilizer, negative)
                 + _signed(a, torch.where(z < 0, R, zero), layer, down, up, b_down, self.stabilizer, negative))
 
     split = True
 
-    def relevance_split(self, a, R, layer, p, n):
-        """z_up = (1+γ)p + n + b + γb⁺ where z > 0, z_down = p + (1+γ)n + b + γb⁻ where z < 0;
-        W_up s_up + W_down s_down = W⁺((1+γ)s_up + s_down) + W⁻(s_up + (1+γ)s_down)."""
-        g, eps, b, w = self.gamma, self.stabilizer, layer.bias, layer.weight
-        z = p + n                   # z = p + n + b; the biases b⁺, b⁻ go with p and n
+    def relevance_split(self, a, R, layer, parts):
+        """z_up = (1+γ)p + n + b + γb⁺ where z > 0, z_down = p + (1+γ)n + b + γb⁻ where z < 0
+        (p, n: the halves of the parts; every term over σ for a folded layer)."""
+        g, eps, b = self.gamma, self.stabilizer, layer.bias
+        p, n = layer.halves(parts)
+        z = torch.add(p, n)
         if b is not None:
-            z += layer.per_channel(b, z)
-        positive = z > 0            # where z > 0 the denominator is z_up = z + γp, where z < 0 z_down = z + γn
-        if not bool(torch.where(positive, 0.0, R).any()):
+            z += layer.shift(b, 0.0, z)
+        if not bool(R.ne(0).logical_and_(z <= 0).any()):
             # no relevance where z ≤ 0 (the common case: a ReLU follows and passes none there): only
             # the z_up terms remain, W⁺(1+γ)s + W⁻s = (W + γW⁺)s, one backward call of the plain size.
-            # z_up > 0 wherever R ≠ 0, so its stabiliser is + ε; elsewhere s = 0 / (a positive number)
-            up = torch.add(z, p, alpha=g)
-            if b is not None:
-                up += layer.per_channel(g * b.clamp(min=0), up)
-            s = R / up.clamp_(min=0).add_(eps)
-            return a * layer.gradient(a, s, w + g * w.clamp(min=0))
+            # z_up ≥ z > 0 wherever R ≠ 0, so its stabiliser is + ε; elsewhere s = 0 / (ε or more)
+            den = z.add_(p, alpha=g).add_(layer.shift(None if b is None else g * b.clamp(min=0), eps, z))
+            den = torch.maximum(den, layer.shift(None, eps, z), out=den)
+            s = torch.div(R, den, out=den)
+            return layer.gradient(a, s, torch.add(layer.signed_weight(a, False), layer.signed_weight(a, True),
+                                                  alpha=1 + g)).mul_(a)
+        positive = z > 0
+        den = torch.where(positive, p, n)                  # γ(p + b⁺) where z > 0, γ(n + b⁻) where z < 0
         if b is not None:
-            p, n = p + layer.per_channel(b.clamp(min=0), p), n + layer.per_channel(b.clamp(max=0), n)
-        s = R / stabilize(z + g * torch.where(positive, p, n), eps)
-        s = torch.where(z == 0, torch.zeros((), dtype=s.dtype, device=s.device), s)
-        weighted = (1 + g) * s      # W_up s_up + W_down s_down = W⁺((1+γ)s_up + s_down) + W⁻(s_up + (1+γ)s_down)
-        return a * layer.gradients(a, [(torch.where(positive, weighted, s), _plus(w)),
-                                       (torch.where(positive, s, weighted), _minus(w))])
+            den += torch.where(positive, layer.shift(b.clamp(min=0), 0.0, z), layer.shift(b.clamp(max=0), 0.0, z))
+        den = stabilize(den.mul_(g).add_(z), layer.shift(None, eps, z))
+        s = torch.div(R, den, out=den).masked_fill_(z == 0, 0.0)
+        # W_up s_up + W_down s_down = W⁺((1+γ)s_up + s_down) + W⁻(s_up + (1+γ)s_down)
+        weighted, (up, down) = s * (1 + g), layer.halves(parts)
+        torch.where(positive, weighted, s, out=up)
+        torch.where(positive, s, weighted, out=down)
+        return layer.gradients(a, parts).mul_(a)
 
 
 class ZBox(LRPRule):
@@ -275,13 +358,13 @@ class ZBox(LRPRule):
             if bool((bound != 0).any()):
                 terms.append((bound.expand_as(a), part, -1.0))
         if layer.options.get("groups", 1) != 1 or len(terms) == 1:
-            s = R / stabilize(sum(sign * layer(x, v) for x, v, sign in terms), self.stabilizer)
+            s = divide(R, sum(sign * layer(x, v) for x, v, sign in terms), self.stabilizer)
             return sum(sign * x * layer.gradient(a, s, v) for x, v, sign in terms)
         # the terms as one layer on the stacked inputs (along the input channels) with the stacked
         # weights [W, -W⁺, -W⁻]: one forward and one backward call
         d = 1 if layer.dim == 1 else -1
         stacked = torch.cat([x for x, _, _ in terms], dim=d)
-        s = R / stabilize(layer(stacked, torch.cat([sign * v for _, v, sign in terms], dim=1)), self.stabilizer)
+        s = divide(R, layer(stacked, torch.cat([sign * v for _, v, sign in terms], dim=1)), self.stabilizer)
         c = layer.gradient(stacked, s, torch.cat([v for _, v, _ in terms], dim=1)).chunk(len(terms), dim=d)
         return sum(sign * x * ci for (x, _, sign), ci in zip(terms, c))
 
@@ -294,7 +377,7 @@ class Flat(LRPRule):
 
     def relevance(self, a, R, layer, z):
         w, ones = torch.ones_like(layer.weight), torch.ones_like(a)
-        return layer.gradient(a, R / stabilize(layer(ones, w), self.stabilizer), w)
+        return layer.gradient(a, divide(R, layer(ones, w), self.stabilizer), w)
 
 
 class WSquare(LRPRule):
@@ -305,4 +388,4 @@ class WSquare(LRPRule):
 
     def relevance(self, a, R, layer, z):
         w, b = layer.weight ** 2, None if layer.bias is None else layer.bias ** 2
-        return layer.gradient(a, R / stabilize(layer(torch.ones_like(a), w, b), self.stabilizer), w)
+        return layer.gradient(a, divide(R, layer(torch.ones_like(a), w, b), self.stabilizer), w)
