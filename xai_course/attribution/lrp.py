@@ -18,6 +18,7 @@ bias and the stabiliser) the sum, so that f(x) ≈ Σ_i R_i at the input:
 from __future__ import annotations
 
 import contextlib
+import weakref
 from numbers import Real
 
 import torch
@@ -79,7 +80,9 @@ class LayerRule(Rule):
         layer = Layer(call.function, weight, bias, options)
         rule = self.by_weight.get(id(weight), self.default)
         y = _Relevance.apply(x, layer, rule, None)
-        engine.state[id(y)] = (y, x, layer, rule)   # for a BatchNorm after it
+        # for a BatchNorm after it; y held weakly: holding it would keep every layer's output alive
+        # until the call ends (the rules' backward passes need none of them)
+        engine.state[id(y)] = (weakref.ref(y), x, layer, rule)
         return y
 
 
@@ -90,7 +93,7 @@ class FoldBatchNorm(Rule):
         names = ("running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
         bn = dict(zip(names, call.args[1:])) | dict(call.kwargs)
         parts = engine.state.get(id(x))
-        if parts is None or parts[0] is not x or bn.get("training") or bn["running_mean"] is None:
+        if parts is None or parts[0]() is not x or bn.get("training") or bn["running_mean"] is None:
             raise ValueError("lrp folds each BatchNorm into the linear or convolution layer right before it; "
                              "this one follows no such layer (or is in training mode), so lrp cannot handle it")
         _, a, layer, rule = parts
