@@ -25,7 +25,7 @@ from zennit.torchvision import ResNetCanonizer
 
 from conftest import _randomise_batchnorm, make
 from hygiene import assert_inputs_unchanged, assert_unchanged, inputs_snapshot, snapshot
-from xai_course.attribution import METHODS, input_x_gradient, lrp
+from xai_course.attribution import METHODS, input_x_gradient, lrp, lrp_rules
 from xai_course.attribution.lrp import relevance_rules
 
 ZENNIT = {"epsilon_plus": lambda c: EpsilonPlus(canonizers=c),
@@ -196,6 +196,19 @@ def test_parts_read_by_two_backward_steps(composite):
         second = torch.autograd.grad(logit, inputs, logit.detach())[0]
     torch.testing.assert_close(second, first, rtol=0, atol=0)
     assert relative_error(first, ours) < 1e-6
+
+
+@pytest.mark.parametrize("composite", list(ZENNIT))
+@pytest.mark.parametrize("arch", ["vgg_bn", "torchvision_resnet18"])
+def test_parts_as_a_pair_equal_the_stacked_parts(arch, composite, monkeypatch, exact_batchnorm_merge):
+    """Outputs over STACK_BYTES (resnet18's first layer at batch 8) take two calls and a pair of parts."""
+    model, x, target = model_for(arch)
+    stacked = lrp(model, x, target, composite=composite)
+    monkeypatch.setattr(lrp_rules, "STACK_BYTES", 0)
+    pair = lrp(model, x, target, composite=composite)
+    assert relative_error(pair, stacked) < 1e-6
+    theirs = zennit_lrp(copy.deepcopy(model), x, target, composite, canonizers(arch))
+    assert relative_error(pair, theirs) < 1e-5
 
 
 @pytest.mark.parametrize("low, high", [(-1.0, 2.0), (-1.0, 0.0), (0.5, 1.0)])

@@ -16,10 +16,13 @@ denominators (b⁺ for z⁺, b + γb⁺ for γ), and γ treats positive and nega
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.nn.modules.utils import _ntuple
 
 Tensor = torch.Tensor
+STACK_BYTES = 32 << 20     # glibc's largest mmap threshold (see Layer.signed_parts)
 
 
 def stabilize(z: Tensor, epsilon) -> Tensor:
@@ -118,14 +121,36 @@ class Layer:
             return base.weight.clamp(min=0) if positive else base.weight.clamp(max=0)
         return base.stacked_weight(a).chunk(2)[0 if positive else 1]
 
-    def signed_parts(self, a: Tensor) -> Tensor:
-        """[W⁺ᵀa; W⁻ᵀa] (no bias), stacked along the channels, for a ≥ 0: what z⁺, αβ and γ divide by.
+    def signed_parts(self, a: Tensor):
+        """[W⁺ᵀa; W⁻ᵀa] (no bias) for a ≥ 0: what z⁺, αβ and γ divide by.
 
-        One call with the stacked weights [W⁺; W⁻] (two calls for grouped convolutions).
+        One call with the stacked weights [W⁺; W⁻], whose output is the parts stacked along the
+        channels. Two calls, and the parts as a pair of tensors, for grouped convolutions and for
+        stacked outputs over ``STACK_BYTES``: glibc's malloc serves blocks that large by a fresh mmap
+        on every call, whose pages the kernel then faults in and zeroes one by one (measured on
+        resnet18's first layer, 51 MB stacked: ~12,000 page faults a call).
         """
         if self.options.get("groups", 1) == 1:
-            return self(a, self.stacked_weight(a))
-        return torch.cat([self(a, self.weight.clamp(min=0)), self(a, self.weight.clamp(max=0))], dim=self.dim)
+            w = self.stacked_weight(a)
+            if self.output_numel(a, w.shape[0]) * a.element_size() <= STACK_BYTES:
+                return self(a, w)
+            return tuple(self(a, half) for half in w.chunk(2))
+        return self(a, self.weight.clamp(min=0)), self(a, self.weight.clamp(max=0))
+
+    def output_numel(self, a: Tensor, channels: int) -> int:
+        """The number of entries of the layer's output on a with ``channels`` output channels."""
+        if self.function is torch.nn.functional.linear:
+            return a.numel() // a.shape[-1] * channels
+        o, d = self.options, a.ndim - 2
+        kernel, n = self.weight.shape[2:], _ntuple(d)
+        padding, stride, dilation = o.get("padding", 0), n(o.get("stride", 1)), n(o.get("dilation", 1))
+        if padding == "same":
+            spatial = a.shape[2:]
+        else:
+            padding = n(0 if padding == "valid" else padding)
+            spatial = [(size + 2 * p - q * (k - 1) - 1) // s + 1
+                       for size, p, q, k, s in zip(a.shape[2:], padding, dilation, kernel, stride)]
+        return a.shape[0] * channels * math.prod(spatial)
 
     def take_parts(self, a: Tensor) -> Tensor:
         """The base layer's parts for one backward step, which may overwrite them: the first step takes
@@ -136,13 +161,14 @@ class Layer:
         parts, base.parts = base.parts, None
         return base.signed_parts(a) if parts is None else parts
 
-    def halves(self, t: Tensor):
-        """The two halves of a stacked tensor: (W⁺ part, W⁻ part)."""
-        return t.chunk(2, dim=self.dim)
+    def halves(self, t):
+        """The two halves (W⁺ part, W⁻ part) of parts or a signal: stacked, or already a pair."""
+        return t if isinstance(t, tuple) else t.chunk(2, dim=self.dim)
 
-    def gradients(self, a: Tensor, signal: Tensor) -> Tensor:
-        """W⁺s⁺ + W⁻s⁻ for the stacked signal [s⁺; s⁻]: one backward call with the stacked weights."""
-        if self.options.get("groups", 1) == 1:
+    def gradients(self, a: Tensor, signal) -> Tensor:
+        """W⁺s⁺ + W⁻s⁻ for the signal [s⁺; s⁻]: one backward call with the stacked weights if it is
+        stacked, else one call per half."""
+        if self.options.get("groups", 1) == 1 and not isinstance(signal, tuple):
             return self.gradient(a, signal, self.base.stacked_weight(a))
         up, down = self.halves(signal)
         return self.gradient(a, up, self.signed_weight(a, True)).add_(self.gradient(a, down, self.signed_weight(a, False)))
@@ -344,23 +370,37 @@ class ZBox(LRPRule):
 
     def relevance(self, a, R, layer, z):
         w = layer.weight
-        # the terms [input, weights, sign]: a with W, and each bound that is not exactly 0 (a zero bound's
-        # term vanishes: with the default low = 0 the W⁺ term is skipped)
-        terms = [(a, w, 1.0)]
+        # the bound terms [bound, weights]: each bound that is not exactly 0 (a zero bound's term vanishes:
+        # with the default low = 0 the W⁺ term is skipped)
+        bounds = []
         for bound, part in ((self.low, w.clamp(min=0)), (self.high, w.clamp(max=0))):
             bound = torch.as_tensor(bound, dtype=a.dtype, device=a.device)
             if bool((bound != 0).any()):
-                terms.append((bound.expand_as(a), part, -1.0))
-        if layer.options.get("groups", 1) != 1 or len(terms) == 1:
-            s = divide(R, sum(sign * layer(x, v) for x, v, sign in terms), self.stabilizer)
-            return sum(sign * x * layer.gradient(a, s, v) for x, v, sign in terms)
-        # the terms as one layer on the stacked inputs (along the input channels) with the stacked
-        # weights [W, -W⁺, -W⁻]: one forward and one backward call
+                bounds.append((bound, part))
+        # z = Wᵀa − W⁺ᵀl − W⁻ᵀh. A bound's term does not depend on the input: for a bound shared by all
+        # examples (a number, or a tensor without a batch of its own) one example's worth is computed
+        z = layer(a, w)
+        for bound, part in bounds:
+            shared = bound.ndim < a.ndim or bound.shape[0] == 1
+            z -= layer(bound.expand_as(a[:1] if shared else a), part)
+        s = divide(R, z, self.stabilizer)
+        if not bounds:
+            return layer.gradient(a, s, w).mul_(a)
+        if layer.options.get("groups", 1) != 1:
+            relevance = layer.gradient(a, s, w).mul_(a)
+            for bound, part in bounds:
+                relevance -= layer.gradient(a, s, part) * bound
+            return relevance
+        # W s and each bound's W± s in one backward call: the weights [W, W⁺, W⁻] stacked along the
+        # input channels (the input's shape, stacked likewise, is all the call reads of it)
         d = 1 if layer.dim == 1 else -1
-        stacked = torch.cat([x for x, _, _ in terms], dim=d)
-        s = divide(R, layer(stacked, torch.cat([sign * v for _, v, sign in terms], dim=1)), self.stabilizer)
-        c = layer.gradient(stacked, s, torch.cat([v for _, v, _ in terms], dim=1)).chunk(len(terms), dim=d)
-        return sum(sign * x * ci for (x, _, sign), ci in zip(terms, c))
+        stacked = torch.cat([a] * (1 + len(bounds)), dim=d)
+        weights = torch.cat([w] + [part for _, part in bounds], dim=1)
+        c = layer.gradient(stacked, s, weights).chunk(1 + len(bounds), dim=d)
+        relevance = c[0].mul_(a)
+        for (bound, _), ci in zip(bounds, c[1:]):
+            relevance -= ci * bound
+        return relevance
 
 
 class Flat(LRPRule):
