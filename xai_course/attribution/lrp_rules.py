@@ -350,10 +350,15 @@ class Gamma(LRPRule):
             return layer.gradient(a, s, torch.add(layer.signed_weight(a, False), layer.signed_weight(a, True),
                                                   alpha=1 + g)).mul_(a)
         positive = z > 0
-        den = torch.where(positive, p, n)                  # γ(p + b⁺) where z > 0, γ(n + b⁻) where z < 0
-        if b is not None:
-            den += torch.where(positive, layer.shift(b.clamp(min=0), 0.0, z), layer.shift(b.clamp(max=0), 0.0, z))
-        den = stabilize(den.mul_(g).add_(z), layer.shift(None, eps, z))
+        if g > 0:
+            # z + γ(p + (b⁺ + ε/γ)/σ) = z_up + ε where z > 0, z + γ(n + (b⁻ − ε/γ)/σ) = z_down − ε where
+            # z < 0: the parts shifted in place, one choice between them, one multiply-add
+            p.add_(layer.shift(_plus(b), eps / g, p))
+            n.add_(layer.shift(_minus(b), -eps / g, n))
+            den = torch.where(positive, p, n)
+            den = torch.add(z, den, alpha=g, out=den)
+        else:                       # γ = 0: z_up = z_down = z
+            den = stabilize(z, layer.shift(None, eps, z))
         s = torch.div(R, den, out=den).masked_fill_(z == 0, 0.0)
         # W_up s_up + W_down s_down = W⁺((1+γ)s_up + s_down) + W⁻(s_up + (1+γ)s_down)
         weighted, (up, down) = s * (1 + g), layer.halves(parts)
