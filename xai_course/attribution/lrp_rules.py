@@ -21,6 +21,8 @@ import math
 import torch
 from torch.nn.modules.utils import _ntuple
 
+from ._core import fast_layout
+
 Tensor = torch.Tensor
 STACK_BYTES = 32 << 20     # glibc's largest mmap threshold (see Layer.signed_parts)
 
@@ -370,6 +372,8 @@ class Gamma(LRPRule):
 class ZBox(LRPRule):
     """LRP-z^B for inputs in [l, h]: z = Wᵀa − W⁺ᵀl − W⁻ᵀh, R = a⊙Ws − l⊙W⁺s − h⊙W⁻s (first layer)."""
 
+    needs_output = True
+
     def __init__(self, low=0.0, high=1.0, stabilizer: float = 1e-6):
         self.low, self.high, self.stabilizer = low, high, stabilizer
 
@@ -382,12 +386,16 @@ class ZBox(LRPRule):
             bound = torch.as_tensor(bound, dtype=a.dtype, device=a.device)
             if bool((bound != 0).any()):
                 bounds.append((bound, part))
-        # z = Wᵀa − W⁺ᵀl − W⁻ᵀh. A bound's term does not depend on the input: for a bound shared by all
-        # examples (a number, or a tensor without a batch of its own) one example's worth is computed
-        z = layer(a, w)
+        # z = Wᵀa − W⁺ᵀl − W⁻ᵀh from the layer's output: Wᵀa = y − b. A bound's term does not depend on
+        # the input: for a bound shared by all examples (a number, or a tensor without a batch of its
+        # own) one example's worth is computed, with the bias, and subtracted from y in one pass
+        offset = None if layer.bias is None else layer.per_channel(layer.bias, z)
         for bound, part in bounds:
             shared = bound.ndim < a.ndim or bound.shape[0] == 1
-            z -= layer(bound.expand_as(a[:1] if shared else a), part)
+            term = layer(bound.expand_as(a[:1] if shared else a).contiguous(memory_format=fast_layout(a)), part)
+            offset = term if offset is None else offset + term
+        if offset is not None:
+            z = z - offset           # a new tensor: z is the saved output, a second backward pass reads it
         s = divide(R, z, self.stabilizer)
         if not bounds:
             return layer.gradient(a, s, w).mul_(a)
