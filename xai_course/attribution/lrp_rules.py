@@ -103,17 +103,18 @@ class Layer:
         """Whether the split rules apply: the base layer has its signed parts, and the fold's σ > 0."""
         return self.base.parts is not None and (self.scale is None or bool((self.scale > 0).all()))
 
-    def stacked_weight(self, a: Tensor) -> Tensor:
-        """[W⁺; W⁻] along the output channels (groups = 1), made once: two clamps into one buffer, in
-        the layout the convolution wants for the input a (channels-last for channels-last images; a
-        weight in another layout would be copied by every call that uses it)."""
-        if self._stacked is None:
-            w, k = self.weight, self.weight.shape[0]
+    def stacked_weight(self, a: Tensor, count: int = 2) -> Tensor:
+        """[W⁺] (``count`` 1) or [W⁺; W⁻] along the output channels (groups = 1), made once: clamps into
+        one buffer, in the layout the convolution wants for the input a (channels-last for channels-last
+        images; a weight in another layout would be copied by every call that uses it)."""
+        w, k = self.weight, self.weight.shape[0]
+        if self._stacked is None or len(self._stacked) < count * k:
             channels_last = w.ndim == 4 and a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous()
-            self._stacked = torch.empty((2 * k,) + w.shape[1:], dtype=w.dtype, device=w.device,
+            self._stacked = torch.empty((count * k,) + w.shape[1:], dtype=w.dtype, device=w.device,
                                         memory_format=torch.channels_last if channels_last else torch.contiguous_format)
             torch.clamp(w, min=0, out=self._stacked[:k])
-            torch.clamp(w, max=0, out=self._stacked[k:])
+            if count == 2:
+                torch.clamp(w, max=0, out=self._stacked[k:])
         return self._stacked
 
     def signed_weight(self, a: Tensor, positive: bool) -> Tensor:
@@ -121,10 +122,11 @@ class Layer:
         base = self.base
         if base.options.get("groups", 1) != 1:
             return base.weight.clamp(min=0) if positive else base.weight.clamp(max=0)
-        return base.stacked_weight(a).chunk(2)[0 if positive else 1]
+        k = base.weight.shape[0]
+        return base.stacked_weight(a, 1 if positive else 2)[:k] if positive else base.stacked_weight(a)[k:]
 
-    def signed_parts(self, a: Tensor):
-        """[W⁺ᵀa; W⁻ᵀa] (no bias) for a ≥ 0: what z⁺, αβ and γ divide by.
+    def signed_parts(self, a: Tensor, count: int = 2):
+        """[W⁺ᵀa; W⁻ᵀa] (no bias) for a ≥ 0: what z⁺ (``count`` 1: W⁺ᵀa only), αβ and γ divide by.
 
         One call with the stacked weights [W⁺; W⁻], whose output is the parts stacked along the
         channels. Two calls, and the parts as a pair of tensors, for grouped convolutions and for
@@ -132,6 +134,8 @@ class Layer:
         on every call, whose pages the kernel then faults in and zeroes one by one (measured on
         resnet18's first layer, 51 MB stacked: ~12,000 page faults a call).
         """
+        if count == 1:
+            return (self(a, self.signed_weight(a, True)),)
         if self.options.get("groups", 1) == 1:
             w = self.stacked_weight(a)
             if self.output_numel(a, w.shape[0]) * a.element_size() <= STACK_BYTES:
@@ -154,14 +158,14 @@ class Layer:
                        for size, p, q, k, s in zip(a.shape[2:], padding, dilation, kernel, stride)]
         return a.shape[0] * channels * math.prod(spatial)
 
-    def take_parts(self, a: Tensor) -> Tensor:
+    def take_parts(self, a: Tensor, count: int = 2):
         """The base layer's parts for one backward step, which may overwrite them: the first step takes
         the forward pass's tensor; a later one (a layer folded from the same one, a second backward
         pass) computes them again from a. Taking them, not copying, saves a tensor twice the output's
         size per layer; a BatchNorm's fold is usually the only step that runs."""
         base = self.base
         parts, base.parts = base.parts, None
-        return base.signed_parts(a) if parts is None else parts
+        return base.signed_parts(a, count) if parts is None else parts
 
     def halves(self, t):
         """The two halves (W⁺ part, W⁻ part) of parts or a signal: stacked, or already a pair."""
@@ -220,6 +224,7 @@ class LRPRule:
 
     needs_output = False
     split = False
+    parts = 2                       # how many signed parts relevance_split reads (z⁺: W⁺ᵀa only)
 
     def relevance(self, a: Tensor, R: Tensor, layer: Layer, z) -> Tensor:
         raise NotImplementedError
@@ -267,7 +272,7 @@ class ZPlus(LRPRule):
     def __init__(self, stabilizer: float = 1e-6):
         self.stabilizer = stabilizer
 
-    split = True
+    split, parts = True, 1
 
     def relevance(self, a, R, layer, z):
         w = layer.weight
@@ -275,7 +280,7 @@ class ZPlus(LRPRule):
                        self.stabilizer)
 
     def relevance_split(self, a, R, layer, parts):
-        p, _ = layer.halves(parts)                # z = W⁺ᵀa + b⁺ ≥ 0: stabilised by + ε
+        (p,) = parts                              # z = W⁺ᵀa + b⁺ ≥ 0: stabilised by + ε
         z = p.add_(layer.shift(_plus(layer.bias), self.stabilizer, p))
         s = torch.div(R, z)
         return layer.gradient(a, s, layer.signed_weight(a, True)).mul_(a)
