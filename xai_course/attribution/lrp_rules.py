@@ -30,9 +30,10 @@ STACK_BYTES = 32 << 20     # glibc's largest mmap threshold (see Layer.signed_pa
 def stabilize(z: Tensor, epsilon) -> Tensor:
     """z + ε·sign(z), sign(0) = +1: never crosses 0 (zennit's stabiliser).
 
-    Computed as z + copysign(ε, z) in one new tensor. It differs from zennit only at z = −0.0
-    (−ε instead of +ε): a z that is exactly 0 has every contribution a_j·w_jk = 0, so the sign of
-    its ε never reaches a relevance. ``epsilon``: a number, or a tensor that broadcasts with z.
+    Computed as z + copysign(ε, z) in one new tensor. It differs from zennit only at z = −0.0 (−ε
+    instead of +ε). A sum is −0.0 only if all its terms are zeros (x + (−x) is +0.0), and then every
+    contribution a_j·w_jk is 0: the sign of its ε never reaches a relevance. ``epsilon``: a number, or
+    a tensor that broadcasts with z.
     """
     return torch.copysign(torch.as_tensor(epsilon, dtype=z.dtype, device=z.device), z).add_(z)
 
