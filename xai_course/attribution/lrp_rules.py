@@ -378,8 +378,6 @@ class Gamma(LRPRule):
 class ZBox(LRPRule):
     """LRP-z^B for inputs in [l, h]: z = Wᵀa − W⁺ᵀl − W⁻ᵀh, R = a⊙Ws − l⊙W⁺s − h⊙W⁻s (first layer)."""
 
-    needs_output = True
-
     def __init__(self, low=0.0, high=1.0, stabilizer: float = 1e-6):
         self.low, self.high, self.stabilizer = low, high, stabilizer
 
@@ -392,16 +390,14 @@ class ZBox(LRPRule):
             bound = torch.as_tensor(bound, dtype=a.dtype, device=a.device)
             if bool((bound != 0).any()):
                 bounds.append((bound, part))
-        # z = Wᵀa − W⁺ᵀl − W⁻ᵀh from the layer's output: Wᵀa = y − b. A bound's term does not depend on
-        # the input: for a bound shared by all examples (a number, or a tensor without a batch of its
-        # own) one example's worth is computed, with the bias, and subtracted from y in one pass
-        offset = None if layer.bias is None else layer.per_channel(layer.bias, z)
+        # z = Wᵀa − W⁺ᵀl − W⁻ᵀh. A bound's term does not depend on the input: for a bound shared by all
+        # examples (a number, or a tensor without a batch of its own) one example's worth is computed.
+        # (Wᵀa is computed again rather than kept from the forward pass: a kept copy of the first
+        # layer's output made the call slower where memory was short, measured with zennit between calls)
+        z = layer(a, w)
         for bound, part in bounds:
             shared = bound.ndim < a.ndim or bound.shape[0] == 1
-            term = layer(bound.expand_as(a[:1] if shared else a).contiguous(memory_format=fast_layout(a)), part)
-            offset = term if offset is None else offset + term
-        if offset is not None:
-            z = z - offset           # a new tensor: z is the saved output, a second backward pass reads it
+            z -= layer(bound.expand_as(a[:1] if shared else a).contiguous(memory_format=fast_layout(a)), part)
         s = divide(R, z, self.stabilizer)
         if not bounds:
             return layer.gradient(a, s, w).mul_(a)
