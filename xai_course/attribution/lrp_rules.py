@@ -30,12 +30,13 @@ STACK_BYTES = 32 << 20     # glibc's largest mmap threshold (see Layer.signed_pa
 def stabilize(z: Tensor, epsilon) -> Tensor:
     """z + ε·sign(z), sign(0) = +1: never crosses 0 (zennit's stabiliser).
 
-    Computed as z + copysign(ε, z) in one new tensor. It differs from zennit only at z = −0.0 (−ε
-    instead of +ε). A sum is −0.0 only if all its terms are zeros (x + (−x) is +0.0), and then every
-    contribution a_j·w_jk is 0: the sign of its ε never reaches a relevance. ``epsilon``: a number, or
-    a tensor that broadcasts with z.
+    Computed as z + copysign(ε, z), one new tensor. Unlike zennit it gives
+    −ε at z = −0.0; a sum is −0.0 only if all its terms are zeros (x + (−x)
+    is +0.0), and then every a_j·w_jk is 0: that ε reaches no relevance.
+    ``epsilon``: a number, or a tensor that broadcasts with z.
     """
-    return torch.copysign(torch.as_tensor(epsilon, dtype=z.dtype, device=z.device), z).add_(z)
+    eps = torch.as_tensor(epsilon, dtype=z.dtype, device=z.device)
+    return torch.copysign(eps, z).add_(z)
 
 
 def divide(R: Tensor, z: Tensor, epsilon: float) -> Tensor:
@@ -240,9 +241,9 @@ class Epsilon(LRPRule):
         self.epsilon = epsilon
 
     def relevance(self, a, R, layer, z):
-        s = divide(R, z, self.epsilon)                     # s = R ⊘ z (stabilised)
-        c = layer.gradient(a, s, layer.weight)             # c = W s
-        return c.mul_(a)                                   # R = a ⊙ c
+        s = divide(R, z, self.epsilon)          # s = R ⊘ z (stabilised)
+        c = layer.gradient(a, s, layer.weight)  # c = W s
+        return c.mul_(a)                        # R = a ⊙ c
 
 
 class Zero(Epsilon):
@@ -255,16 +256,19 @@ class Zero(Epsilon):
 def _signed(a, R, layer, w_pos, w_neg, b, epsilon, negative=None):
     """a⁺ ⊙ W₁s + a⁻ ⊙ W₂s, with z = W₁ᵀa⁺ + W₂ᵀa⁻ + b (W₁ = w_pos).
 
-    ``negative``: whether a has negative entries, if the caller knows (after a ReLU it has none:
-    then a = a⁺ and the a⁻ terms are skipped, which saves two passes over a and two convolutions).
+    ``negative``: whether a has negative entries, if the caller knows (after
+    a ReLU it has none: then a = a⁺ and the a⁻ terms are skipped, which saves
+    two passes over a and two convolutions).
     """
     if negative is None:
         negative = has_negative(a)
     if not negative:
-        return layer.gradient(a, divide(R, layer(a, w_pos, b), epsilon), w_pos).mul_(a)
+        s = divide(R, layer(a, w_pos, b), epsilon)
+        return layer.gradient(a, s, w_pos).mul_(a)
     ap, an = a.clamp(min=0), a.clamp(max=0)
     s = divide(R, layer(ap, w_pos, b) + layer(an, w_neg), epsilon)
-    return layer.gradient(a, s, w_pos).mul_(ap) + layer.gradient(a, s, w_neg).mul_(an)
+    return (layer.gradient(a, s, w_pos).mul_(ap)
+            + layer.gradient(a, s, w_neg).mul_(an))
 
 
 class ZPlus(LRPRule):
@@ -281,10 +285,11 @@ class ZPlus(LRPRule):
                        self.stabilizer)
 
     def relevance_split(self, a, R, layer, parts):
-        (p,) = parts                              # z = W⁺ᵀa + b⁺ ≥ 0: stabilised by + ε
+        (p,) = parts           # W⁺ᵀa: z = W⁺ᵀa + b⁺ ≥ 0, stabilised by + ε
         z = p.add_(layer.shift(_plus(layer.bias), self.stabilizer, p))
         s = torch.div(R, z)
-        return layer.gradient(a, s, layer.signed_weight(a, True)).mul_(a)
+        w = layer.signed_weight(a, True)
+        return layer.gradient(a, s, w).mul_(a)
 
 
 class AlphaBeta(LRPRule):
