@@ -204,6 +204,21 @@ def test_parts_read_by_two_backward_steps(composite):
     assert relative_error(first, ours) < 1e-6
 
 
+@pytest.mark.parametrize("function, shape, weight, options", [
+    (nn.functional.conv2d, (2, 3, 17, 12), (5, 3, 3, 3), {"stride": (2, 1), "padding": (1, 0), "dilation": (1, 2)}),
+    (nn.functional.conv2d, (2, 4, 9, 9), (6, 2, 5, 3), {"padding": "same", "groups": 2}),
+    (nn.functional.conv2d, (1, 3, 8, 10), (4, 3, 3, 2), {"padding": "valid", "stride": 3}),
+    (nn.functional.conv1d, (3, 2, 20), (4, 2, 4), {"stride": 2, "padding": 3, "dilation": 2}),
+    (nn.functional.linear, (2, 7, 5), (3, 5), {}),
+])
+def test_output_numel_is_the_layers_output_size(function, shape, weight, options):
+    """The size that decides between stacked parts and a pair (STACK_BYTES), against the real call."""
+    a, w = torch.rand(shape), torch.rand(weight)
+    layer = lrp_rules.Layer(function, w, None, options)
+    assert layer.output_numel(a, w.shape[0]) == function(a, w, None, **options).numel()
+    assert layer.output_numel(a, 2 * w.shape[0]) == 2 * function(a, w, None, **options).numel()
+
+
 @pytest.mark.parametrize("composite", list(ZENNIT))
 @pytest.mark.parametrize("arch", ["vgg_bn", "torchvision_resnet18"])
 def test_parts_as_a_pair_equal_the_stacked_parts(arch, composite, monkeypatch, exact_batchnorm_merge):
