@@ -17,7 +17,10 @@ channels, one channel):
 - faithfulness correlation, 100 random subsets per image (Quantus: 224 channel values; ours: 75 pixels,
   225 channel values), target logit, black fill: the same number of model passes.
 
-Ratios of medians of interleaved repeats (the machine is shared: compare ratios, not seconds).
+Ratios of medians of interleaved repeats (the machine is shared: compare ratios, not seconds). The
+``floor`` column is the same number of bare forward passes of the unperturbed images (``run.py``'s
+forward-only floor: the engine's batches, channels-last, no masking), measured in the same rounds; ``bound``
+= Quantus / floor is the largest ratio any implementation making ours' passes could reach.
 """
 import argparse
 import statistics
@@ -35,6 +38,8 @@ from xai_course import data, models  # noqa: E402
 from xai_course.attribution import input_x_gradient  # noqa: E402
 from xai_course.evaluation import faithfulness_correlation, perturbed_outputs, pixel_perturbation  # noqa: E402
 from xai_course.models.train import TEST_SEED  # noqa: E402
+
+from run import floor  # noqa: E402  (benchmarks/run.py: this script's folder is on sys.path)
 
 
 def main(argv=None):
@@ -110,19 +115,24 @@ def main(argv=None):
     print(f"torch {torch.__version__}, quantus {quantus.__version__}, {torch.get_num_threads()} threads, "
           f"shapes_cnn, {n} images 64x64, median of {args.repeats} interleaved")
     print(f"{'work':38s} {'passes ours/quantus':>19s} {'ours ms':>8s} {'quantus ms':>10s} {'ratio':>6s} "
-          f"{'max |diff|':>10s}")
-    print("-" * 98)
+          f"{'floor ms':>8s} {'bound':>6s} {'max |diff|':>10s}")
+    print("-" * 114)
     rows = []
     for name, (p_ours, p_theirs), theirs, ours, compare in cases:
         r_ours, r_theirs = ours(), compare(theirs())              # warm-up, and the results compared
-        t_ours, t_theirs = [], []
-        for _ in range(args.repeats):                # interleaved: both see the same load
-            s = time.perf_counter(); ours(); t_ours.append(time.perf_counter() - s)
-            s = time.perf_counter(); theirs(); t_theirs.append(time.perf_counter() - s)
-        mo, mt = 1e3 * statistics.median(t_ours), 1e3 * statistics.median(t_theirs)
+
+        def bare(points=p_ours // n):            # ours' passes, of the unperturbed images
+            floor(model, x, y, points, forward_only=True)
+
+        t_ours, t_theirs, t_floor = [], [], []
+        for _ in range(args.repeats):                # interleaved: all see the same load
+            for f, t in ((ours, t_ours), (theirs, t_theirs), (bare, t_floor)):
+                s = time.perf_counter(); f(); t.append(time.perf_counter() - s)
+        mo, mt, mf = (1e3 * statistics.median(t) for t in (t_ours, t_theirs, t_floor))
         diff = (f"{np.abs(r_ours - r_theirs).max():.1e}" if "faithfulness" not in name else "own subsets")
-        rows.append((name, p_ours, p_theirs, mo, mt, mt / mo, diff))
-        print(f"{name:38s} {p_ours:>9d}/{p_theirs:<9d} {mo:8.1f} {mt:10.1f} {mt / mo:5.1f}x {diff:>10s}", flush=True)
+        rows.append((name, p_ours, p_theirs, mo, mt, mt / mo, mf, mt / mf, diff))
+        print(f"{name:38s} {p_ours:>9d}/{p_theirs:<9d} {mo:8.1f} {mt:10.1f} {mt / mo:5.1f}x {mf:8.1f} {mt / mf:5.1f}x "
+              f"{diff:>10s}", flush=True)
     return rows
 
 

@@ -14,7 +14,10 @@ median wall-clock time of each over interleaved repeats, the ratio (Quantus / ou
 median CPU times of the process (steadier on a shared machine), and the largest difference between the
 per-layer mean scores (the randomised weights differ: Quantus re-seeds the global RNG with the same
 seed before every layer, ours draws one seed per layer, so the scores agree only statistically; the
-exact parity on equal weights is tests/test_randomization.py).
+exact parity on equal weights is tests/test_randomization.py). ``floor``: the explanations alone, as bare
+passes (``run.py``'s floor: one forward and backward of the images, once for the trained model and once per
+layer, without randomising, copying or comparing), measured in the same rounds; ``bound`` = Quantus / floor
+is the largest ratio any implementation computing ours' explanations could reach.
 """
 from __future__ import annotations
 
@@ -33,6 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from xai_course import models  # noqa: E402
 from xai_course.data import shapes  # noqa: E402
 from xai_course.evaluation import model_randomization_test  # noqa: E402
+from xai_course.evaluation.randomization import parameter_layers  # noqa: E402
+
+from run import floor  # noqa: E402  (benchmarks/run.py, in this script's folder)
 
 warnings.filterwarnings("ignore")
 QUANTUS_ORDER = {"cascading": "top_down", "independent": "independent"}
@@ -97,30 +103,38 @@ def main(argv=None):
     x = shapes(args.images, seed=16_016).images
     with torch.no_grad():
         y = model(x).argmax(1)
+    passes = 1 + len(parameter_layers(model))      # the trained model's explanation and one per layer
+
+    def floor_run(model, x, y, order, measure):
+        for _ in range(passes):
+            floor(model, x, y, 1)
+
     rows = []
     for measure in ("spearman", "ssim"):
         for order in ("cascading", "independent"):
-            times = {"quantus": [], "ours": []}
-            cpu = {"quantus": [], "ours": []}
+            times = {"quantus": [], "ours": [], "floor": []}
+            cpu = {"quantus": [], "ours": [], "floor": []}
             for _ in range(repeats):  # interleaved
-                for side, run in (("quantus", quantus_run), ("ours", ours_run)):
+                for side, run in (("quantus", quantus_run), ("ours", ours_run), ("floor", floor_run)):
                     start, start_cpu = time.perf_counter(), time.process_time()
                     result = run(model, x, y, order, measure)
                     times[side].append(time.perf_counter() - start)
                     cpu[side].append(time.process_time() - start_cpu)
                     if side == "quantus":
                         theirs = result
-                    else:
+                    elif side == "ours":
                         ours = result
             assert set(ours) == set(theirs), (sorted(ours), sorted(theirs))
             gap = max(abs(ours[k] - theirs[k]) for k in ours)
             q, o = statistics.median(times["quantus"]), statistics.median(times["ours"])
             qc, oc = statistics.median(cpu["quantus"]), statistics.median(cpu["ours"])
-            rows.append((f"MPRT {order}", measure, 1000 * q, 1000 * o, q / o, qc / oc, gap))
+            f = statistics.median(times["floor"])
+            rows.append((f"MPRT {order}", measure, 1000 * q, 1000 * o, q / o, qc / oc, 1000 * f, q / f, gap))
     print(f"{'work':17s} {'similarity':10s} {'quantus ms':>10s} {'ours ms':>8s} {'ratio':>6s} "
-          f"{'CPU ratio':>9s} {'max |mean gap|':>14s}")
-    for work, measure, q, o, ratio, cpu_ratio, gap in rows:
-        print(f"{work:17s} {measure:10s} {q:10.1f} {o:8.1f} {ratio:6.2f} {cpu_ratio:9.2f} {gap:14.3f}")
+          f"{'CPU ratio':>9s} {'floor ms':>8s} {'bound':>6s} {'max |mean gap|':>14s}")
+    for work, measure, q, o, ratio, cpu_ratio, f, bound, gap in rows:
+        print(f"{work:17s} {measure:10s} {q:10.1f} {o:8.1f} {ratio:6.2f} {cpu_ratio:9.2f} {f:8.1f} {bound:6.2f} "
+              f"{gap:14.3f}")
     return rows
 
 
