@@ -11,6 +11,7 @@ from torch import nn
 
 from hygiene import assert_inputs_unchanged, assert_unchanged, inputs_snapshot, snapshot
 from xai_course.attribution.masking import cpu_workers
+from xai_course.attribution._core import fast_layout
 from xai_course.evaluation import (faithfulness_correlation, insertion_deletion, iou_top_k, perturb,
                                    perturbed_outputs, pixel_perturbation, pointing_game, rank_pixels,
                                    relevance_mass)
@@ -132,6 +133,7 @@ def test_kl_direction_is_perturbed_against_original():
 def test_pp_one_model_pass_batch():
     x, a = images(n=4)
     model = linear_model(x[0].numel())
+    fast_layout(x, model)     # the layout check (one example, once per model), made before counting
     calls = []
     model.register_forward_pre_hook(lambda m, i: calls.append(i[0].shape[0]))
     pixel_perturbation(model, x, 0, a, FRACTIONS)

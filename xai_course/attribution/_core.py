@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import warnings
+import weakref
 from numbers import Integral
 from numbers import Real
 from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple, Union
@@ -208,14 +209,52 @@ def gradient_of_target(model: nn.Module, inputs: torch.Tensor, target: torch.Ten
     x = inputs.detach().requires_grad_(True)
     # the model sees a copy: one that modifies its input in place leaves ``inputs`` and the leaf intact;
     # on CPU a channels-last copy of images: oneDNN's convolutions (forward and backward) run faster so
-    (grad,) = torch.autograd.grad(target_logits(model, x.clone(memory_format=fast_layout(x)), target).sum(), x)
+    (grad,) = torch.autograd.grad(target_logits(model, x.clone(memory_format=fast_layout(x, model)), target).sum(), x)
     return grad.contiguous()
 
 
-def fast_layout(x: torch.Tensor) -> torch.memory_format:
+def fast_layout(x: torch.Tensor, model: Optional[nn.Module] = None) -> torch.memory_format:
     """``torch.channels_last`` for images on the CPU (oneDNN's convolutions are faster on it), else
-    ``torch.contiguous_format``. Values agree with the default layout to float32 rounding."""
-    return torch.channels_last if x.ndim == 4 and x.device.type == "cpu" else torch.contiguous_format
+    ``torch.contiguous_format``. Values agree with the default layout to float32 rounding.
+
+    With ``model``: the default layout for a model that cannot run on channels-last images, such as one
+    that flattens with ``h.view(len(h), -1)`` (a view cannot merge channels-last dimensions; ``reshape``
+    and ``flatten`` can). Images one pixel wide keep the default layout too (torch 2.14's channels-last
+    CPU convolution crashes on some of them). Call it with the model prepared (:func:`explaining`).
+    """
+    if x.ndim != 4 or x.device.type != "cpu" or x.shape[-1] < 2:
+        return torch.contiguous_format
+    if model is not None and not _runs_channels_last(model, x):
+        return torch.contiguous_format
+    return torch.channels_last
+
+
+_CHANNELS_LAST: "weakref.WeakKeyDictionary[nn.Module, bool]" = weakref.WeakKeyDictionary()
+
+
+def _runs_channels_last(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``model`` runs on a channels-last copy of x's first example (no grad), remembered per
+    model. A model that fails in both layouts is not remembered: the method's own call reports why."""
+    try:
+        known = _CHANNELS_LAST.get(model)
+    except TypeError:                      # a model class that is not hashable: ask every time
+        known = None
+    if known is not None:
+        return known
+    one = x[:1].detach()
+    with torch.no_grad():          # on copies: a model may change its input in place
+        try:
+            model(one.clone(memory_format=torch.channels_last))
+            known = True
+        except RuntimeError:
+            try:
+                model(one.clone(memory_format=torch.contiguous_format))
+            except Exception:
+                return False
+            known = False
+    with contextlib.suppress(TypeError):
+        _CHANNELS_LAST[model] = known
+    return known
 
 
 def resolve_layer(model: nn.Module, layer) -> nn.Module:

@@ -60,9 +60,11 @@ def full_gradients(model: nn.Module, inputs: torch.Tensor, target: Target
     """
     model, inputs, target = check_call(model, inputs, target)
     layers = bias_layers(model)
+    with explaining(model):
+        layout = fast_layout(inputs, model)     # before the hooks: its trial run is not recorded
     with explaining(model), layer_outputs(layers.values()) as recorded:
         x = inputs.detach().requires_grad_(True)
-        logits = target_logits(model, x.clone(memory_format=fast_layout(x)), target)
+        logits = target_logits(model, x.clone(memory_format=layout), target)
         outputs = [out for layer in layers.values() for out in recorded[layer]]
         grads = torch.autograd.grad(logits.sum(), [x, *outputs], allow_unused=True)
     input_term, grads = inputs.detach() * grads[0], iter(grads[1:])

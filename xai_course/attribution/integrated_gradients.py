@@ -139,7 +139,7 @@ def expected_gradients(model, noisy, references, alpha, target) -> torch.Tensor:
     samples = noisy.shape[1]
     with explaining(model):
         points = (references + alpha * (noisy - references)).flatten(0, 1).requires_grad_(True)
-        logits = target_logits(model, points.clone(memory_format=fast_layout(points)),
+        logits = target_logits(model, points.clone(memory_format=fast_layout(points, model)),
                                target.repeat_interleave(samples))
         (grads,) = torch.autograd.grad(logits.sum(), points)
     return ((noisy - references) * grads.view_as(noisy)).mean(1)

@@ -247,7 +247,7 @@ def lrp(model: nn.Module, inputs: torch.Tensor, target: Target, rule: str = "eps
                          low, high):
         x = inputs.detach().requires_grad_(True)
         # CPU convolutions (oneDNN) run faster on channels-last images, the rules' extra ones too
-        logits = target_logits(model, x.clone(memory_format=fast_layout(x)), target)
+        logits = target_logits(model, x.clone(memory_format=fast_layout(x, model)), target)
         # the output's relevance is f(x) itself
         (relevance,) = torch.autograd.grad(logits, x, logits.detach())
     return relevance.contiguous()

@@ -115,7 +115,8 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, target: Optional[torch.Tens
     # oneDNN's CPU convolutions run faster on channels-last images (measured here, no-grad forward
     # passes of 256 images: shapes_cnn 2.3x, shapes_resnet 1.8x, resnet18 1.4x); values agree to
     # float32 rounding, and models without convolutions see the same numbers in the same order
-    layout = fast_layout(inputs)
+    with explaining(model):        # (a model that flattens with .view takes the default layout)
+        layout = fast_layout(inputs, model)
     x, fill = inputs.detach().contiguous(memory_format=layout), fill.detach()
     first = fill.reshape(-1)[:1]
     colour = fill[(slice(None), slice(None)) + (slice(0, 1),) * (fill.ndim - 2)]   # (N, C, 1, 1) for images
@@ -166,7 +167,7 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, target: Optional[torch.Tens
     results = []
     with explaining(model):
         local = None
-        if box is not None and x.ndim == 4:
+        if box is not None and x.ndim == 4 and layout == torch.channels_last:   # (its patches are so)
             local = incremental.plan(model, x)      # (runs without grad)
         chunk = check_batch_size(batch_size) or default_batch_size(
             inputs, None if local is None else x.shape[1] * box[0] * box[1])
