@@ -33,21 +33,48 @@ def test_deconvnet_mlp_clamps_but_does_not_mask(submission):
     assert_close(call(submission.deconvnet_mlp, weights, 0), torch.tensor([1.0, 0.0]), "deconvnet_mlp(...)")
 
 
-# --- Exercise 11.2: first_layer_projection(conv, images, channel) -> (N, C, H, W) -------------------
-@pytest.mark.exercise("11.2", points=2, functions=["first_layer_projection"])
-@pytest.mark.parametrize("padding", [0, 1, 2])
-def test_first_layer_projection(submission, padding):
-    fresh_seed()
-    c, k = int(torch.randint(1, 4, ())), int(torch.randint(2, 6, ()))
-    conv = nn.Conv2d(c, k, 3, padding=padding)
-    images = torch.randn(3, c, 10, 10)
-    channel = int(torch.randint(0, k, ()))
+# --- Exercise 11.2: second_layer_projection(conv1, conv2, images, channel) -> (N, C, H, W) ---------
+def _reference_second_layer_projection(conv1, conv2, images, channel):
+    """conv1 -> ReLU -> MaxPool2d(2) -> conv2, channel `channel` of conv2's output sent back by DeConvNet:
+    conv2's transposed filter, unpooling through the switches, max(0, .), conv1's transposed filters."""
     with torch.no_grad():
-        A = F.conv2d(images, conv.weight[channel:channel + 1], conv.bias[channel:channel + 1], padding=padding)
-        expected = F.conv_transpose2d(A, conv.weight[channel:channel + 1], padding=padding)
-    got = call(submission.first_layer_projection, conv, images, channel)
-    check_tensor(got, images.shape, "first_layer_projection(...)")
-    assert_close(got, expected, "first_layer_projection(conv, images, channel)")
+        a1 = F.conv2d(images, conv1.weight, conv1.bias, padding=conv1.padding)
+        pooled, switches = F.max_pool2d(F.relu(a1), 2, return_indices=True)
+        w2, b2 = conv2.weight[channel:channel + 1], conv2.bias[channel:channel + 1]
+        signal = F.conv_transpose2d(F.conv2d(pooled, w2, b2, padding=conv2.padding), w2, padding=conv2.padding)
+        signal = F.max_unpool2d(signal, switches, 2, output_size=a1.shape[2:])
+        return F.conv_transpose2d(signal.clamp(min=0), conv1.weight, padding=conv1.padding)
+
+
+@pytest.mark.exercise("11.2", points=3, functions=["second_layer_projection"])
+@pytest.mark.parametrize("padding1, padding2", [(1, 1), (0, 2), (2, 0)])
+def test_second_layer_projection_on_random_layers(submission, padding1, padding2):
+    fresh_seed()
+    c, k1, k2 = (int(torch.randint(1, 4, ())), int(torch.randint(2, 7, ())), int(torch.randint(2, 6, ())))
+    size = int(torch.randint(8, 14, ()))                    # odd sizes too: the unpooling needs the size
+    conv1, conv2 = nn.Conv2d(c, k1, 3, padding=padding1), nn.Conv2d(k1, k2, 3, padding=padding2)
+    images = torch.randn(3, c, size, size)
+    channel = int(torch.randint(0, k2, ()))
+    got = call(submission.second_layer_projection, conv1, conv2, images, channel)
+    check_tensor(got, images.shape, "second_layer_projection(...)")
+    assert_close(got, _reference_second_layer_projection(conv1, conv2, images, channel),
+                 f"second_layer_projection(conv1 (padding {padding1}), conv2 (padding {padding2}), "
+                 f"{size}x{size} images, channel {channel})")
+
+
+@pytest.mark.exercise("11.2", points=3, functions=["second_layer_projection"])
+def test_second_layer_projection_on_the_digits_cnn(submission):
+    from xai_course import data, models
+
+    fresh_seed()
+    features = models.load("digits_cnn").features            # conv, ReLU, MaxPool2d(2), conv, ...
+    digits = data.digits("test").images
+    images = digits[torch.randperm(len(digits))[:4]]
+    channel = int(torch.randint(0, features[3].out_channels, ()))
+    got = call(submission.second_layer_projection, features[0], features[3], images, channel)
+    expected = _reference_second_layer_projection(features[0], features[3], images, channel)
+    assert_close(got, expected, f"second_layer_projection(features[0], features[3], digits, channel {channel})",
+                 atol=1e-5 * expected.abs().max().item())
 
 
 # --- Exercise 11.3: target_swap_similarity(maps_first, maps_second) -> (N,); least_class_sensitive() -----
