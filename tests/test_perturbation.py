@@ -80,7 +80,8 @@ def by_hand(model, x, target, a, fraction, order, fill):
     k = int(round(fraction * h * w))
     s = a.sum(1).flatten(1).numpy()
     W, b = model[1].weight.detach().double().numpy(), model[1].bias.detach().double().numpy()
-    rows = {"afoc": [], "kl": [], "pcuo": [], "pcuo_others": [], "correct": []}
+    rows = {"afoc": [], "kl": [], "pcuo": [], "pcuo_others": [], "afoc_others": [], "entropy": [],
+            "predicted": [], "correct": []}
     for i in range(n):
         xi = x[i].double().numpy().copy()
         ranked = np.argsort(-s[i], kind="stable") if order == "most" else np.argsort(s[i], kind="stable")
@@ -96,6 +97,9 @@ def by_hand(model, x, target, a, fraction, order, fill):
         change = np.abs(zk - z0) / np.abs(z0)
         rows["pcuo"].append(change[t])
         rows["pcuo_others"].append(np.delete(change, t).mean())
+        rows["afoc_others"].append(np.delete(np.abs(pk - q) / q, t).mean())
+        rows["entropy"].append(float(-np.sum(pk * np.log(pk))))
+        rows["predicted"].append(int(np.argmax(zk)))
         rows["correct"].append(int(np.argmax(zk)) == t)
     return rows
 
@@ -107,15 +111,40 @@ def test_pp_metrics_by_hand_on_a_linear_model(order, fill):
     model = linear_model(x[0].numel())
     target = torch.tensor([0, 2, 3])
     got = pixel_perturbation(model, x, target, a, FRACTIONS, order=order, fill=fill)
-    assert set(got) == {"afoc", "kl", "pcuo", "pcuo_others", "correct"}
+    assert set(got) == {"afoc", "kl", "pcuo", "pcuo_others", "afoc_others", "entropy", "predicted", "correct"}
     for i, f in enumerate(FRACTIONS):
         expected = by_hand(model, x, target, a, f, order, fill)
-        for name in ("afoc", "kl", "pcuo", "pcuo_others"):
+        for name in ("afoc", "kl", "pcuo", "pcuo_others", "afoc_others", "entropy"):
             assert got[name].shape == (len(FRACTIONS), 3)
             # float32 logits of a 60-term dot product: relative error ~1e-6; ratios of differences amplify it
             np.testing.assert_allclose(got[name][i].numpy(), expected[name], rtol=1e-4, atol=1e-5, err_msg=name)
         assert got["correct"][i].tolist() == expected["correct"]
+        assert got["predicted"][i].tolist() == expected["predicted"]
     assert (got["afoc"][0] == 0).all() and (got["kl"][0].abs() < 1e-6).all()   # fraction 0 changes nothing
+
+
+def test_other_classes_and_entropy_on_a_toy_worked_by_hand():
+    """Three classes, z = (x_11 + x_22, 1, -1) on the 2 x 2 image (1, 2; 3, 4): removing the most
+    salient pixel (x_22 = 4, black) takes the logits from (5, 1, -1) to (1, 1, -1)."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).eval()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0]]))
+        model[1].bias.copy_(torch.tensor([0.0, 1.0, -1.0]))
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    a = torch.tensor([[[[1.0, 0.0], [0.0, 4.0]]]])
+    got = pixel_perturbation(model, x, 0, a, [0.25])
+    e = math.e
+    s0, s1 = e ** 5 + e + 1 / e, 2 * e + 1 / e
+    q = [e ** 5 / s0, e / s0, 1 / e / s0]                 # softmax(5, 1, -1)
+    p = [e / s1, e / s1, 1 / e / s1]                      # softmax(1, 1, -1)
+    afoc_others = (abs(p[1] - q[1]) / q[1] + abs(p[2] - q[2]) / q[2]) / 2
+    # both other classes gain the same factor s0 / s1 (their logits did not move)
+    assert afoc_others == pytest.approx(s0 / s1 - 1)
+    assert got["afoc_others"].item() == pytest.approx(afoc_others, rel=1e-5)
+    assert got["afoc"].item() == pytest.approx(abs(p[0] - q[0]) / q[0], rel=1e-5)
+    assert got["pcuo_others"].item() == pytest.approx(0.0, abs=1e-7)   # the other logits do not move
+    assert got["entropy"].item() == pytest.approx(-sum(v * math.log(v) for v in p), rel=1e-5)
+    assert got["predicted"].item() == 0 and got["correct"].item()      # tie 1 = 1: argmax takes the first
 
 
 def test_kl_direction_is_perturbed_against_original():

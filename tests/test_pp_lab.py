@@ -22,6 +22,11 @@ def test_run_has_every_number_the_notebook_reads(tiny):
                 for metric in pp_lab.METRICS:
                     s = tiny["pp"][name][fill][order][metric]
                     assert set(s) == {"mean", "sd", "se"} and len(s["mean"]) == 2
+                seen = tiny["perturbed"][name][fill][order]
+                assert set(seen["argmax"]) == set(tiny["classes"])
+                for i in range(2):                                  # shares of the images sum to 1
+                    assert abs(sum(v[i] for v in seen["argmax"].values()) - 1) < 1e-9
+                assert sum(v["images"] for v in seen["afoc_by_class"].values()) == 2
         for key in ("insertion", "deletion", "faithfulness", "pointing_game", "relevance_mass", "iou"):
             assert set(tiny[key][name]) == {"mean", "sd", "se"}
         assert 0 <= tiny["insertion"][name]["mean"] <= 1 and -1 <= tiny["faithfulness"][name]["mean"] <= 1
@@ -57,7 +62,21 @@ def test_findings_by_hand():
     f = pp_lab.findings(_results(curves))
     assert f["within_one_sd"]["share"] == 1.0 and f["within_one_sd"]["holds"]
     assert f["within_one_sd"]["comparisons"] == 6 * 2 * 2 * 3 * 2      # pairs x fills x orders x metrics x fractions
+    assert {s["comparisons"] for s in f["within_one_sd"]["per_scheme"].values()} == {6 * 3 * 2}
+    assert all(s["se_bands_overlap"] == 1.0 for s in f["within_one_sd"]["per_scheme"].values())
     assert f["mean_fill_reduces_artifacts"]["holds"] and f["fullgrad_best_least_salient"]["holds"]
+    # most-salient scheme: a lower AFOC with the mean is worse (the report reads "better" on both)
+    for name in curves:
+        curves[name]["mean", "most"] = ([0.4, 0.4], [1.0, 1.0])
+    f = pp_lab.findings(_results(curves))
+    m = f["mean_fill_reduces_artifacts"]
+    assert m["lower_with_mean"] == {"most": 4, "least": 4} and m["better_with_mean"] == {"most": 0, "least": 4}
+    assert m["holds_per_scheme"] == {"most": False, "least": True} and not m["holds"]
+    # se bands apart on one scheme only: black/least means 0.4 + 0.1 i with se 0.01
+    for name in curves:
+        curves[name]["black", "least"] = (curves[name]["black", "least"][0], [0.01, 0.01])
+    per = pp_lab.findings(_results(curves))["within_one_sd"]["per_scheme"]
+    assert per["black/least"]["se_bands_overlap"] == 0.0 and per["mean/most"]["se_bands_overlap"] == 1.0
     # tiny sds: nothing within one sd; Grad-CAM best; random higher with mean fill
     for name in curves:
         curves[name] = {s: (m, [0.0, 0.0]) for s, (m, _) in curves[name].items()}
@@ -67,7 +86,7 @@ def test_findings_by_hand():
     assert not f["within_one_sd"]["holds"]
     assert f["fullgrad_best_least_salient"]["best"]["afoc"] == "grad_cam"
     assert not f["fullgrad_best_least_salient"]["holds"]
-    assert f["mean_fill_reduces_artifacts"]["per_method"]["random_attribution"] is False
+    assert f["mean_fill_reduces_artifacts"]["per_method"]["least"]["random_attribution"] is False
 
 
 def test_main_writes_the_command_and_versions(tmp_path, monkeypatch):
@@ -88,3 +107,7 @@ def test_shipped_full_results():
     assert full["command"] == "python -m xai_course.evaluation.pp_lab --full"
     assert full["config"]["n"] == pp_lab.FULL["n"] and full["config"]["fractions"] == list(pp_lab.FULL["fractions"])
     assert set(pp_lab.REPORT_METHODS) <= set(full["methods"]) and "findings" in full
+    assert full["seed"] == 0 and {"torch", "xai_course", "python"} <= set(full["versions"])
+    for name in full["methods"]:                                          # every metric the lab reads
+        assert set(full["pp"][name]["mean"]["most"]) == set(pp_lab.METRICS)
+        assert set(full["perturbed"][name]["mean"]["most"]) == {"argmax", "afoc_by_class"}

@@ -171,6 +171,11 @@ def pixel_perturbation(model: nn.Module, inputs: torch.Tensor, target,
       perturbed input, and Q = p(x), the softmax on the original (the report's eq. 5, in that order);
     - ``"pcuo"``: |z_t(x_k) − z_t(x)| / |z_t(x)|, the change of the unnormalised output (logit);
     - ``"pcuo_others"``: the same, averaged over the classes c ≠ t (the report's Figure 4);
+    - ``"afoc_others"``: |p_c(x_k) − p_c(x)| / p_c(x) averaged over the classes c ≠ t, AFOC for the
+      other classes as the report averages PCUO over them (KL has no such variant: it is one number
+      for the whole distribution, the predicted class and the others together);
+    - ``"entropy"``: H(P_k) = −Σ_c P_k(c) log P_k(c) in nats, how undecided the model is on x_k;
+    - ``"predicted"``: long, argmax_c z_c(x_k), the class the model gives the perturbed image;
     - ``"correct"``: bool, argmax_c z_c(x_k) == t.
 
     ``order="most"`` is the original scheme (most salient removed: large is good), ``"least"`` the
@@ -189,15 +194,21 @@ def pixel_perturbation(model: nn.Module, inputs: torch.Tensor, target,
     t = target.view(-1, 1, 1).expand(-1, zk.shape[1], 1)
     p0_t, pk_t = log_q.exp().gather(2, t[:, :1]), log_p.exp().gather(2, t)
     change = (zk - z0).abs() / z0.abs()                          # every class's PCUO
+    fractional = (log_p.exp() - log_q.exp()).abs() / log_q.exp()  # every class's AFOC
     others = torch.ones_like(zk, dtype=torch.bool).scatter(2, t, False)
+    n_others = max(1, z.shape[2] - 1)
     metrics = {
         "afoc": ((pk_t - p0_t).abs() / p0_t)[..., 0],
         "kl": (log_p.exp() * (log_p - log_q)).sum(2),
         "pcuo": change.gather(2, t)[..., 0],
-        "pcuo_others": (change * others).sum(2) / max(1, z.shape[2] - 1),
+        "pcuo_others": (change * others).sum(2) / n_others,
+        "afoc_others": (fractional * others).sum(2) / n_others,
+        "entropy": -(log_p.exp() * log_p).sum(2),
     }
     out = {k: v.to(inputs.dtype).T.contiguous() for k, v in metrics.items()}
-    out["correct"] = (zk.argmax(2) == target[:, None]).T.contiguous()
+    predicted = zk.argmax(2)
+    out["predicted"] = predicted.T.contiguous()
+    out["correct"] = (predicted == target[:, None]).T.contiguous()
     return out
 
 
