@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -61,6 +63,34 @@ def test_am_with_a_gaussian_expert(seed):
     x = activation_maximization(model, 0, (D,), prior=lambda x: -0.5 * (((x - mu) @ precision) * (x - mu)).sum(1),
                                 objective="logit", seed=seed)
     assert relative_error(x[0], mu + sigma @ w) < 0.01
+
+
+@pytest.mark.parametrize("l2", [0.001, 1e-4])
+def test_general_am_converges_where_the_objective_is_nearly_flat(l2):
+    """A weak penalty: the maximum lies far out (‖x*‖ ≈ 10³-10⁴), reached by steps far longer than lr."""
+    model, w = linear_model(5)
+    x = activation_maximization(model, [0, 1], (D,), l2=l2, objective="logit", seed=0)
+    assert relative_error(x[0], w / (2 * l2)) < 0.01 and relative_error(x[1], -w / (2 * l2)) < 0.01
+
+
+@pytest.mark.parametrize("eigenvalues", ["AAt+I", "500..1000", "0.1..100"])
+def test_am_with_an_ill_conditioned_gaussian_expert(eigenvalues):
+    """x* = μ + Σw for Σ with eigenvalues spread over up to three orders of magnitude, in the default steps."""
+    model, w = linear_model(6)
+    gen = torch.Generator().manual_seed(7)
+    if eigenvalues == "AAt+I":
+        a = torch.randn(D, D, generator=gen, dtype=torch.float64)
+        sigma = a @ a.T + torch.eye(D, dtype=torch.float64)
+    else:
+        low, high = map(float, eigenvalues.split(".."))
+        q, _ = torch.linalg.qr(torch.randn(D, D, generator=gen, dtype=torch.float64))
+        sigma = (q * torch.logspace(math.log10(low), math.log10(high), D, dtype=torch.float64)) @ q.T
+    mu, sigma = torch.randn(D, generator=gen), sigma.float()
+    precision = torch.linalg.inv(sigma.double()).float()
+    prior = lambda x: -0.5 * (((x - mu) @ precision) * (x - mu)).sum(1)      # noqa: E731
+    x = activation_maximization(model, [0, 1], (D,), prior=prior, objective="logit", seed=0)
+    assert relative_error(x[0], mu + sigma @ w) < 0.01
+    assert relative_error(x[1], mu - sigma @ w) < 0.01
 
 
 @pytest.mark.parametrize("l2", [0.1, 1.0])

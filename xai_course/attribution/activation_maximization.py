@@ -11,10 +11,12 @@ three variants of the slides are one function; it maximises, by gradient ascent,
 with ``objective="log_prob"`` (the log-softmax, as the slides) or ``"logit"`` (the class score).
 The ascent is gradient ascent, v ← v + α ∇J, one forward and backward pass a step, with the step
 size α of Barzilai & Borwein (1988) for every example: α = sᵀs / (−sᵀy) from the last step s and the
-change y of the gradient, the inverse of the curvature along the last step (``lr`` is the first step,
-and the step wherever the objective is not concave along it; α never exceeds 100·lr). A fixed step would
-have to suit the steepest direction (a Gaussian prior fitted on images is very badly conditioned); this
-one adapts, and reaches the closed-form maxima of the quadratic cases to float precision.
+change y of the gradient, the inverse of the curvature along the last step, or their shorter
+−sᵀy / yᵀy where it is under half of that (Zhou, Gao & Dai 2006) (``lr`` is the first step, and the
+step wherever the objective is not concave along it; α never exceeds 10⁵·lr). A fixed step would have
+to suit the steepest direction (a Gaussian prior fitted on images is very badly conditioned); this one
+adapts, and reaches the closed-form maxima of the quadratic cases within 1% in the default 200 steps,
+for condition numbers up to about 10³ (measured).
 
 Not an attribution (it takes no ``inputs``), so it is not in :data:`METHODS`.
 """
@@ -32,7 +34,7 @@ from ._core import Target, check_int, check_model, check_target, explaining, fas
 
 STARTS = ("noise", "zeros")
 OBJECTIVES = ("log_prob", "logit")
-MAX_STEP = 100.0   # the adaptive step is at most MAX_STEP · lr (where the objective is nearly flat)
+MAX_STEP = 1e5     # the adaptive step is at most MAX_STEP · lr (where the objective is nearly flat)
 
 
 def _shape(value, name):
@@ -45,8 +47,9 @@ def _shape(value, name):
     return tuple(int(s) for s in value)
 
 
-def _start(start, n, shape, device, generator, name):
-    """The starting point (N, *shape): uniform noise in [0, 1) (standard normal for codes), zeros or given."""
+def _start(start, n, shape, device, dtype, generator, name):
+    """The starting point (N, *shape) in ``dtype``: uniform noise in [0, 1) (standard normal for codes),
+    zeros or given."""
     if isinstance(start, torch.Tensor):
         if not start.is_floating_point() or tuple(start.shape[-len(shape):]) != shape or start.ndim not in (
                 len(shape), len(shape) + 1) or (start.ndim == len(shape) + 1 and start.shape[0] not in (1, n)):
@@ -54,12 +57,12 @@ def _start(start, n, shape, device, generator, name):
                              f"got {tuple(start.shape)} {start.dtype}")
         if not torch.isfinite(start).all():
             raise ValueError("start must be finite")
-        return start.detach().to(device).expand(n, *shape).clone()
+        return start.detach().to(device=device, dtype=dtype).expand(n, *shape).clone()
     if start == "zeros":
-        return torch.zeros(n, *shape, device=device)
+        return torch.zeros(n, *shape, device=device, dtype=dtype)
     if start == "noise":
         draw = torch.randn if name == "code" else torch.rand
-        return draw(n, *shape, generator=generator).to(device)
+        return draw(n, *shape, generator=generator, dtype=dtype).to(device)
     raise ValueError(f"start must be 'noise', 'zeros' or a tensor, got {start!r}")
 
 
@@ -104,19 +107,22 @@ def activation_maximization(model: nn.Module, target: Target, shape, steps: int 
     if isinstance(start, torch.Tensor) and start.ndim == len(var_shape) + 1 and single:
         target = target[:1].expand(start.shape[0])  # one class, a batch of starting points
     n = len(target)
-    v = _start(start, n, var_shape, device, rng, variable)
+    # the dtype of what takes v first (a float64 model gets float64 inputs)
+    takes = generator if isinstance(generator, nn.Module) else model
+    dtype = next((p.dtype for p in takes.parameters() if p.is_floating_point()), torch.get_default_dtype())
+    v = _start(start, n, var_shape, device, dtype, rng, variable)
     with explaining(model), contextlib.ExitStack() as stack:
         for f in (generator, prior):     # a generator or prior that is a module: eval mode, restored after
             if isinstance(f, nn.Module):
                 stack.enter_context(explaining(f))
-        v = v.contiguous(memory_format=fast_layout(v))   # channels-last images on CPU: faster convolutions
+        v = v.contiguous(memory_format=fast_layout(v, None if generator is not None else model))
         return _ascend(model, target, shape, v, steps, lr, l2, prior, generator, objective).contiguous()
 
 
 def _ascend(model, target, shape, v, steps, lr, l2, prior, generator, objective):
     """Gradient ascent on v (the input, or the code) with Barzilai-Borwein steps, one model pass a step."""
     n, index, view = len(v), target[:, None], (-1,) + (1,) * (v.ndim - 1)
-    step = torch.full((n,), float(lr), device=v.device)           # α_n, one per example
+    step = torch.full((n,), float(lr), device=v.device, dtype=v.dtype)   # α_n, one per example
     best = None                                                   # (v, J, ∇J, ‖∇J‖²) of the best point so far
     for t in range(steps):               # ``steps`` model passes, as many as plain gradient ascent
         v = v.detach().requires_grad_(True)
@@ -141,18 +147,23 @@ def _ascend(model, target, shape, v, steps, lr, l2, prior, generator, objective)
         else:                            # keep a step that did not lower J; else go back with a shorter step
             better = J >= best[1] - 1e-6 * best[1].abs()
             # the step just taken is s = v − v_best = α ∇J_best, and y = ∇J − ∇J_best, so
-            # sᵀs = α² ‖∇J_best‖² and sᵀy = α (∇J_best·∇J − ‖∇J_best‖²): one dot product a step
-            gg = best[3]
-            ss, sy = step * step * gg, step * (_dot(best[2], g) - gg)
-            # α = sᵀs / (−sᵀy): the inverse of the curvature along the step just taken
-            bb = torch.where(sy < 0, ss / (-sy).clamp(min=1e-30), torch.full_like(ss, MAX_STEP * lr))
+            # sᵀs = α² ‖∇J_best‖² and sᵀy = α (∇J_best·∇J − ‖∇J_best‖²): two dot products a step
+            gg, gb, gn = best[3], _dot(best[2], g), _dot(g, g)
+            ss, sy = step * step * gg, step * (gb - gg)
+            yy = (gn - 2 * gb + gg).clamp(min=0)                   # yᵀy = ‖∇J − ∇J_best‖²
+            # α = sᵀs / (−sᵀy): the inverse of the curvature along the step just taken; or the shorter
+            # −sᵀy / yᵀy where it is under half of it (steep directions dominate y: Zhou, Gao & Dai's
+            # adaptive choice, which settles them instead of overshooting)
+            long, short = ss / (-sy).clamp(min=1e-30), -sy / yy.clamp(min=1e-30)
+            bb = torch.where(short < 0.5 * long, short, long)
+            bb = torch.where(sy < 0, bb, torch.full_like(ss, MAX_STEP * lr))
             step = torch.where(better, bb.clamp(max=MAX_STEP * lr), step / 4)
             if better.all():             # the common case: no copying
-                best = v, J, g, _dot(g, g)
+                best = v, J, g, gn
             else:
                 keep = better.view(view)
                 best = tuple(torch.where(keep.expand_as(a) if a.ndim > 1 else better, a, b)
-                             for a, b in zip((v, J, g), best)) + (torch.where(better, _dot(g, g), best[3]),)
+                             for a, b in zip((v, J, g), best)) + (torch.where(better, gn, best[3]),)
         if t < steps - 1:
             v = torch.addcmul(best[0], step.view(view), best[2])                 # v ← v + α ∇J
     with torch.no_grad():
