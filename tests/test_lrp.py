@@ -398,6 +398,58 @@ def test_refuses_what_the_rules_cannot_handle(layers, match):
         lrp(model, torch.randn(2, 4), 0)
 
 
+class _Between(nn.Module):
+    """Linear(4, 6), then ``between`` (a function of the hidden layer), then Linear(6, 2)."""
+
+    def __init__(self, between):
+        super().__init__()
+        self.first, self.last, self.between = nn.Linear(4, 6), nn.Linear(6, 2), between
+
+    def forward(self, x):
+        return self.last(self.between(self.first(x)))
+
+
+class _Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attention, self.head = nn.MultiheadAttention(4, 2, batch_first=True), nn.Linear(12, 2)
+
+    def forward(self, x):
+        return self.head(self.attention(x, x, x)[0].flatten(1))
+
+
+@pytest.mark.parametrize("between, match", [
+    (torch.exp, "nonlinear operation"), (lambda h: h ** 2, "nonlinear operation"), (torch.abs, "nonlinear"),
+    (lambda h: h / (1 + torch.exp(-h)), "nonlinear operation"),            # a swish written by hand
+    (lambda h: h.clamp(0, 6), "nonlinear operation"), (lambda h: h * h.relu(), "product or quotient"),
+    (lambda h: h / h.abs().sum(1, keepdim=True), "nonlinear"), (lambda h: h @ torch.ones(6, 6), "attention"),
+    (lambda h: nn.functional.normalize(h, dim=1), "normalization")])
+def test_refuses_nonlinear_arithmetic_written_by_hand(between, match):
+    """Nonlinear operations called as tensor arithmetic are refused, not passed by the gradient."""
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match=match):
+        lrp(_Between(between).eval(), torch.randn(2, 4), 0)
+
+
+def test_refuses_attention():
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="attention"):
+        lrp(_Attention().eval(), torch.randn(2, 3, 4), 0)
+
+
+def test_products_with_constants_pass_by_the_gradient_as_in_zennit():
+    """x·c and x/c with c a number or a parameter are linear: the gradient passes them, as zennit does
+    (so a scale c multiplies the relevance that passes; nn.Linear's weights would not)."""
+    torch.manual_seed(0)
+    scale = nn.Parameter(torch.rand(6) + 0.5)
+    x, target = torch.randn(3, 4), torch.tensor([1, 0, 1])
+    for between in (lambda h: 0.5 * h.relu(), lambda h: h.relu() * scale, lambda h: h.relu() / 3.0):
+        model = _Between(between).eval()
+        for composite in ZENNIT:
+            expected = zennit_lrp(model, x, target, composite, [])
+            assert relative_error(lrp(model, x, target, composite=composite), expected) < 1e-5, composite
+
+
 def test_refuses_transposed_convolutions():
     model = nn.Sequential(nn.ConvTranspose2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 6 * 6, 2)).eval()
     with pytest.raises(ValueError, match="conv_transpose"):

@@ -12,8 +12,10 @@ bias and the stabiliser) the sum, so that f(x) ≈ Σ_i R_i at the input:
 - a sum of two tensors (a residual connection): R split in proportion to the summands, R_i = x_i·R/Σx;
 - average pooling: a linear layer with positive weights (the ε rule, as zennit's Norm);
 - ReLU, leaky ReLU, ELU, tanh: relevance passes unchanged; max-pooling: to the winner (the gradient);
-- any other nonlinearity, a BatchNorm that cannot be folded, transposed convolutions, layer or group
-  norm: refused with a ValueError (the relevance would be silently wrong).
+- a product with a constant (x·c, x/c): the gradient, as zennit; a product of two computed tensors,
+  attention, matmul, and nonlinear arithmetic written by hand (exp, x**2, abs, clamp, normalize, ...):
+  refused, as are any other nonlinearity, a BatchNorm that cannot be folded, transposed convolutions,
+  layer or group norm: a ValueError (the relevance would be silently wrong).
 """
 from __future__ import annotations
 
@@ -143,6 +145,20 @@ class _Split(torch.autograd.Function):
         return u * s, s.mul_(v), None, None
 
 
+class Product(Rule):
+    """x·c or x/c with c a constant (a number, a parameter): the gradient, as zennit passes it; a product
+    or quotient of two tensors computed from the input (gating, attention) is refused."""
+
+    def apply(self, engine, x, f, inplace, call):
+        other = call.args[1] if len(call.args) > 1 else call.kwargs.get("other")
+        computed = [t for t in (x, other) if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+        if len(computed) == 2:
+            raise ValueError("lrp has no rule for a product or quotient of two tensors computed from the input "
+                             f"(the model calls {getattr(call.function, '__name__', call.function)}): its relevance "
+                             "would be silently wrong")
+        return call.function(*call.args, **call.kwargs)
+
+
 class SplitSum(Rule):
     """u + v of two tensors computed from the input: R_u = u·R/(u + v), R_v = v·R/(u + v)."""
 
@@ -221,11 +237,14 @@ def relevance_rules(model, rule="epsilon", composite=None, epsilon=1e-6,
     table = {"linear": LayerRule(by_weight, dense),
              "conv": LayerRule(by_weight, conv),
              "batch_norm": FoldBatchNorm(), "add": SplitSum(stabilizer),
-             "avg_pool": Norm(stabilizer)}
+             "avg_pool": Norm(stabilizer), "product": Product()}
     table |= {k: Pass() for k in ("relu", "leaky_relu", "elu", "tanh")}
     refuse = refusing(NONLINEAR - {"max_pool"}, "lrp", table)
     refuse |= {k: f"lrp has no rule for '{k}'"
                for k in ("conv_transpose", "normalization")}
+    refuse |= {"elementwise": "lrp has no rule for this nonlinear operation: its relevance would be silently wrong",
+               "attention": "lrp has no rule for attention or products of tensors computed from the input "
+                            "(matmul, bmm, einsum): use nn.Linear for a linear layer"}
     with explaining(model), backward_rules(table, refuse) as engine:
         yield engine
 

@@ -93,7 +93,19 @@ for _kind, _functions, _inplace_functions in [
     ("avg_pool", (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
                   F.adaptive_avg_pool3d), ()),
     ("conv_transpose", (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d), ()),
-    ("normalization", (F.layer_norm, F.group_norm, F.instance_norm, F.local_response_norm), ()),
+    ("normalization", (F.layer_norm, F.group_norm, F.instance_norm, F.local_response_norm, F.normalize), ()),
+    # a product or quotient: linear when one factor is a constant, else no rule applies
+    ("product", (torch.mul, Tensor.mul, Tensor.__mul__, Tensor.__rmul__, torch.div, Tensor.div,
+                 Tensor.__truediv__), (Tensor.mul_, Tensor.__imul__, Tensor.div_, Tensor.__itruediv__)),
+    # nonlinear arithmetic that a model may write by hand (x ** 2, torch.exp, a swish, attention)
+    ("elementwise", (torch.exp, Tensor.exp, torch.log, Tensor.log, torch.pow, Tensor.pow, Tensor.__pow__,
+                     Tensor.__rpow__, torch.abs, Tensor.abs, Tensor.__abs__, torch.sqrt, Tensor.sqrt, torch.rsqrt,
+                     Tensor.rsqrt, torch.square, Tensor.square, torch.reciprocal, Tensor.reciprocal,
+                     Tensor.__rtruediv__, torch.sin, torch.cos, torch.erf, torch.sign, Tensor.sign, torch.clamp,
+                     Tensor.clamp, torch.clip, Tensor.clip, torch.maximum, torch.minimum),
+     (Tensor.exp_, Tensor.log_, Tensor.pow_, Tensor.abs_, Tensor.sqrt_, Tensor.clamp_, Tensor.clip_)),
+    ("attention", (F.scaled_dot_product_attention, F.multi_head_attention_forward, torch.matmul, Tensor.matmul,
+                   Tensor.__matmul__, torch.bmm, torch.einsum), ()),
 ]:
     LRP_OPERATIONS.update({f: Op(_kind, False) for f in _functions})
     LRP_OPERATIONS.update({f: Op(_kind, True) for f in _inplace_functions})
