@@ -380,7 +380,11 @@ def test_train_mode_is_explained_as_eval_and_restored():
 @pytest.mark.parametrize("options, match", [
     ({"rule": "bogus"}, "rule must be one of"), ({"composite": "zplus"}, "composite must be None or one of"),
     ({"rule": "alpha_beta", "alpha": 3.0, "beta": 1.0}, "alpha - beta must be 1"),
-    ({"epsilon": -1.0}, "epsilon must be a number"), ({"low": 1.0, "high": 0.0}, "low must be below high")])
+    ({"epsilon": -1.0}, "epsilon must be a finite number"), ({"low": 1.0, "high": 0.0}, "low must be below high"),
+    ({"epsilon": float("inf")}, "epsilon must be a finite number"), ({"gamma": float("inf")}, "gamma must be a finite"),
+    ({"low": "0"}, "low must be a number or a float tensor"),
+    ({"low": torch.zeros(5, 1, 1), "composite": "epsilon_gamma_box"}, "low must broadcast to the inputs"),
+    ({"low": torch.zeros(5, 1, 1), "high": torch.ones(4, 1, 1)}, "low and high must broadcast together")])
 def test_bad_options(options, match):
     model, x, target = make("course_cnn", n=1)
     with pytest.raises(ValueError, match=match):

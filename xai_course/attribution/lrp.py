@@ -20,6 +20,7 @@ bias and the stabiliser) the sum, so that f(x) ≈ Σ_i R_i at the input:
 from __future__ import annotations
 
 import contextlib
+import math
 import weakref
 from numbers import Real
 
@@ -213,11 +214,20 @@ def _check(rule, composite, epsilon, gamma, alpha, beta, low, high):
     if composite is not None and composite not in COMPOSITES:
         raise ValueError(f"composite must be None or one of {', '.join(map(repr, COMPOSITES))}, got {composite!r}")
     for name, value in (("epsilon", epsilon), ("gamma", gamma), ("alpha", alpha), ("beta", beta)):
-        if isinstance(value, bool) or not isinstance(value, Real) or not value >= 0:
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= value < math.inf:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    for name, value in (("low", low), ("high", high)):
+        if not (isinstance(value, torch.Tensor) and value.is_floating_point()) and (
+                isinstance(value, bool) or not isinstance(value, Real)):
+            raise ValueError(f"{name} must be a number or a float tensor (the input's bound for z^B), got {value!r}")
     if rule == "alpha_beta" and composite is None and abs(alpha - beta - 1) > 1e-12:
         raise ValueError(f"alpha - beta must be 1 (relevance is conserved), got alpha={alpha}, beta={beta}")
-    if not torch.all(torch.as_tensor(low) < torch.as_tensor(high)):
+    try:
+        below = bool(torch.all(torch.as_tensor(low) < torch.as_tensor(high)))
+    except RuntimeError:
+        raise ValueError(f"low and high must broadcast together, got shapes {tuple(torch.as_tensor(low).shape)} "
+                         f"and {tuple(torch.as_tensor(high).shape)}") from None
+    if not below:
         raise ValueError(f"low must be below high (the input's bounds for z^B), got low={low}, high={high}")
 
 
@@ -262,6 +272,13 @@ def lrp(model: nn.Module, inputs: torch.Tensor, target: Target, rule: str = "eps
     """
     _check(rule, composite, epsilon, gamma, alpha, beta, low, high)
     model, inputs, target = check_call(model, inputs, target)
+    for name, bound in (("low", low), ("high", high)):
+        if isinstance(bound, torch.Tensor):
+            try:
+                torch.broadcast_shapes(bound.shape, inputs.shape)
+            except RuntimeError:
+                raise ValueError(f"{name} must broadcast to the inputs' shape {tuple(inputs.shape)} (a number, "
+                                 f"or one value per channel shaped (C, 1, 1)), got shape {tuple(bound.shape)}") from None
     with relevance_rules(model, rule, composite, epsilon, gamma, alpha, beta,
                          low, high):
         x = inputs.detach().requires_grad_(True)
