@@ -87,29 +87,67 @@ def test_z_plus_layer_passes_nothing_where_z_is_zero(submission):
     assert torch.isfinite(got).all() and (got == 0).all(), "outputs with z_k = 0 must pass nothing on (and no NaN)"
 
 
-# --- Exercise 9.3: top_share(relevance, top) -> (N,) --------------------------------------------------------
-def _reference_top_share(relevance, top):
-    r = relevance.sum(1).flatten(1).abs()
-    k = max(1, int(top * r.shape[1]))
-    return r.topk(k, dim=1).values.sum(1) / r.sum(1)
+# --- Exercise 9.3: alpha_beta_layer(a, weight, relevance, alpha, beta) -> (D,); unconserved_case() -> (a, W, R)
+def _reference_alpha_beta(a, weight, relevance, alpha, beta):
+    passed = []
+    for w in (weight.clamp(min=0), weight.clamp(max=0)):
+        z = w @ a
+        s = torch.where(z != 0, relevance / torch.where(z != 0, z, torch.ones_like(z)), torch.zeros_like(z))
+        passed.append(a * (w.T @ s))
+    return alpha * passed[0] - beta * passed[1]
 
 
-@pytest.mark.exercise("09.3", points=2, functions=["top_share"])
-@pytest.mark.parametrize("top", [0.1, 0.25, 0.5])
-def test_top_share_on_random_maps(submission, top):
+@pytest.mark.exercise("09.3", points=2, functions=["alpha_beta_layer"])
+@pytest.mark.parametrize("alpha, beta", [(2.0, 1.0), (1.0, 0.0), (1.5, 0.5)])
+def test_alpha_beta_layer_on_random_layers(submission, alpha, beta):
     fresh_seed()
-    n, c, h = int(torch.randint(1, 6, ())), int(torch.randint(1, 4, ())), int(torch.randint(4, 17, ()))
-    maps = torch.randn(n, c, h, h) * torch.rand(n, 1, 1, 1) * 10
-    assert_close(call(submission.top_share, maps, top=top), _reference_top_share(maps, top),
-                 f"top_share(maps of shape {tuple(maps.shape)}, top={top})", atol=1e-5)
+    for _ in range(3):
+        d, k = int(torch.randint(2, 12, ())), int(torch.randint(1, 8, ()))
+        a = torch.rand(d) * (torch.rand(d) > 0.3)          # >= 0, some inputs off (empty parts happen)
+        weight, relevance = torch.randn(k, d), torch.randn(k)
+        expected = _reference_alpha_beta(a, weight, relevance, alpha, beta)
+        assert_close(call(submission.alpha_beta_layer, a, weight, relevance, alpha=alpha, beta=beta), expected,
+                     f"alpha_beta_layer (D = {d}, K = {k}, alpha = {alpha}, beta = {beta})",
+                     atol=1e-5 + 1e-4 * float(expected.abs().max()))
 
 
-@pytest.mark.exercise("09.3", points=2, functions=["top_share"])
-def test_top_share_known_maps(submission):
+@pytest.mark.exercise("09.3", points=2, functions=["alpha_beta_layer"])
+def test_alpha_beta_layer_conserves_only_with_both_parts(submission):
     fresh_seed()
-    one = torch.zeros(3, 2, 6, 6)
-    for k in range(3):
-        one[k, int(torch.randint(0, 2, ())), int(torch.randint(0, 6, ())), int(torch.randint(0, 6, ()))] = -1.0 - k
-    assert_close(call(submission.top_share, one, top=0.1), torch.ones(3), "top_share of one-pixel maps")
-    assert_close(call(submission.top_share, torch.full((2, 1, 10, 10), 3.0), top=0.3), torch.full((2,), 0.3),
-                 "top_share of uniform maps")
+    d, k = int(torch.randint(3, 10, ())), int(torch.randint(2, 6, ()))
+    a = torch.rand(d) + 0.1
+    weight, relevance = torch.randn(k, d), torch.randn(k)
+    weight[:, 0], weight[:, 1] = weight[:, 0].abs() + 0.1, -weight[:, 1].abs() - 0.1  # both parts in every output
+    got = call(submission.alpha_beta_layer, a, weight, relevance, alpha=2.0, beta=1.0)
+    assert abs(float(got.sum()) - float(relevance.sum())) < 1e-4 * (1 + float(relevance.abs().sum())), \
+        "with positive and negative contributions in every output, alpha - beta = 1 must conserve relevance"
+    got = call(submission.alpha_beta_layer, a, weight.abs(), relevance, alpha=2.0, beta=1.0)
+    assert abs(float(got.sum()) - 2 * float(relevance.sum())) < 1e-4 * (1 + float(relevance.abs().sum())), \
+        "with no negative contribution anywhere every output passes alpha * R_k"
+    dead = call(submission.alpha_beta_layer, torch.zeros(d), weight, relevance, alpha=2.0, beta=1.0)
+    assert torch.isfinite(dead).all() and (dead == 0).all(), "empty parts must pass nothing on (and no NaN)"
+
+
+@pytest.mark.exercise("09.3", points=2, functions=["unconserved_case"])
+def test_unconserved_case_breaks_conservation_although_its_outputs_fire(submission):
+    fresh_seed()
+    case = call(submission.unconserved_case)
+    assert isinstance(case, (tuple, list)) and len(case) == 3, \
+        "unconserved_case must return a tuple (a, weight, relevance)"
+    assert all(isinstance(t, torch.Tensor) and t.is_floating_point() for t in case), \
+        "a, weight and relevance must be floating-point tensors"
+    a, weight, relevance = (t.detach().double() for t in case)
+    shapes_ok = a.ndim == 1 and relevance.ndim == 1 and weight.shape == (relevance.numel(), a.numel())
+    assert shapes_ok, \
+        f"shapes must be a (D,), weight (K, D), relevance (K,); got {tuple(a.shape)}, {tuple(weight.shape)}, " \
+        f"{tuple(relevance.shape)}"
+    assert 0 < a.numel() <= 10_000 and 0 < relevance.numel() <= 10_000, "a layer of at most 10,000 inputs and outputs"
+    assert all(torch.isfinite(t).all() for t in (a, weight, relevance)), "no NaN or infinite values"
+    assert (a >= 0).all(), "the inputs a must be >= 0 (as after a ReLU)"
+    assert (relevance != 0).any(), "some output must carry relevance"
+    assert ((weight @ a > 0) | (relevance == 0)).all(), \
+        "every output with R_k != 0 must fire: z_k = sum_j a_j w_kj > 0"
+    passed = float(_reference_alpha_beta(a, weight, relevance, 2.0, 1.0).sum())
+    total, size = float(relevance.sum()), float(relevance.abs().sum())
+    assert abs(passed - total) >= 0.1 * size, \
+        f"alpha = 2, beta = 1 passes on {passed:.4g} of sum R_k = {total:.4g}: conserved to within 10% of sum |R_k|"
