@@ -329,14 +329,32 @@ CONSERVING = [("zero", {}), ("epsilon", {"epsilon": 1e-9}), ("z_plus", {}), ("al
                           if not (arch == "course_resnet" and rule in ("z_plus", "alpha_beta"))])
 def test_conservation_on_bias_free_relu_nets(arch, rule, options):
     """Exact for LRP-0 and small ε; for z⁺ and αβ only where every output that receives relevance has
-    positive (and, for β > 0, negative) contributions: true after ReLUs, not after a residual sum,
-    which hands relevance to negative convolution outputs (checked separately below)."""
+    positive (and, for β > 0, negative) contributions: true here (dense random inputs), not after a
+    residual sum, which hands relevance to negative convolution outputs, nor for αβ at a neuron without
+    negative contributions (both checked separately below)."""
     model, x, target = model_for(arch)
     model = bias_free(model)
     with torch.no_grad():
         logit = model(x).gather(1, target[:, None]).squeeze(1)
     total = lrp(model, x, target, rule=rule, **options).flatten(1).sum(1)
     torch.testing.assert_close(total, logit, rtol=1e-4, atol=1e-5 * logit.abs().max().item())
+
+
+def test_alpha_beta_passes_alpha_r_where_a_neuron_has_no_negative_contribution():
+    """Pinned, as zennit: αβ conserves only where both parts exist. A neuron whose contributions are all
+    positive (sparse inputs, all-positive weights) passes α·R: Σ R = 2 f(x) for α = 2, β = 1."""
+    model = nn.Sequential(nn.Linear(3, 2, bias=False)).eval()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[0.5, 1.0, 2.0], [-1.0, 0.5, 0.3]]))
+    x, target = torch.tensor([[1.0, 0.0, 2.0], [0.5, 3.0, 0.0]]), torch.tensor([0, 1])
+    total = lrp(model, x, target, rule="alpha_beta").sum(1)
+    logit = model(x).gather(1, target[:, None]).squeeze(1).detach()
+    # example 0: only positive contributions (α·f); example 1: both signs, conserved
+    torch.testing.assert_close(total, torch.stack([2 * logit[0], logit[1]]), rtol=1e-5, atol=1e-6)
+    composite = LayerMapComposite([(nn.Linear, zennit_rules.AlphaBeta(alpha=2.0, beta=1.0))])
+    with Gradient(model=model, composite=composite) as attributor:
+        _, expected = attributor(x, attr_output=lambda out: out * nn.functional.one_hot(target, 2))
+    torch.testing.assert_close(lrp(model, x, target, rule="alpha_beta"), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_z_plus_loses_relevance_at_residual_sums():
