@@ -219,19 +219,58 @@ def test_lab_verdicts_by_hand_and_the_shipped_results():
     from xai_course.evaluation import roar_lab
 
     method = torch.tensor([[0.5, 0.6, 0.7], [0.4, 0.5, 0.6]])  # (fractions, seeds)
-    random = method + torch.tensor([[0.1], [0.3]])  # random 0.2 higher on average, every seed
-    v = roar_lab.compare(method, random)
-    assert v["verdict"] == "lower" and abs(v["difference"] - 0.2) < 1e-6 and v["half_width"] < 1e-5
-    assert roar_lab.compare(random, method)["verdict"] == "higher"
+    random = method + torch.tensor([[0.1], [0.3]])  # random higher at both fractions, every seed
+    v = roar_lab.compare(method[1], random[1])
+    assert v["verdict"] == "lower" and abs(v["difference"] - 0.3) < 1e-6 and v["half_width"] < 1e-5
+    assert roar_lab.compare(random[0], method[0])["verdict"] == "higher"
     noisy = method + torch.tensor([[0.1, -0.1, 0.0], [0.1, -0.1, 0.0]])
-    assert roar_lab.compare(method, noisy)["verdict"] == "no different"
+    assert roar_lab.compare(method[0], noisy[0])["verdict"] == "no different"
     table = torch.stack([method, random])
-    assert roar_lab.verdicts(table, ["m", "random"], [0.0, 0.5]) == {"m": roar_lab.compare(method[1:], random[1:])}
+    got = roar_lab.verdicts(table, ["m", "random"], [0.0, 0.5])
+    assert got == {"m": {"fractions": [0.5], "per_fraction": [roar_lab.compare(method[1], random[1])],
+                         "verdict": "lower"}}
+    # lower at one fraction and higher at another: "mixed", never an average that cancels
+    crossing = torch.stack([method, method + torch.tensor([[0.2], [-0.2]])])
+    v = roar_lab.verdicts(crossing, ["m", "random"], [0.1, 0.9])["m"]
+    assert [c["verdict"] for c in v["per_fraction"]] == ["lower", "higher"] and v["verdict"] == "mixed"
+    assert roar_lab.overall(["no different", "lower"]) == "lower"
+    assert roar_lab.overall(["no different", "no different"]) == "no different"
+    assert roar_lab.overall(["higher", "no different"]) == "higher"
+    # MoRF/LeRF rank consistency: the same order (low MoRF = high LeRF) gives 1, the reverse -1
+    morf = torch.tensor([[0.2, 0.1], [0.5, 0.4], [0.8, 0.7]])
+    assert abs(roar_lab.rank_consistency(morf, 1 - morf) - 1) < 1e-12
+    assert abs(roar_lab.rank_consistency(morf, morf) + 1) < 1e-12
     shipped = roar_lab.load_results()
     assert shipped["command"] == "python -m xai_course.evaluation.roar_lab --full"
     result = shipped["roar_result"]
     assert result.accuracy.shape == (len(result.methods), len(result.fractions), len(result.seeds))
     assert set(shipped["verdicts"]["roar"]) == set(roar_lab.ALL) and shipped["torch"] and shipped["machine"]
+    assert 0.7 in result.fractions and tuple(result.fractions) == roar_lab.SCALES["full"]["fractions"]
+    assert shipped["seeds"]["smoothgrad_noise"] == roar_lab.NOISE_SEED
+    assert str(roar_lab.ROAD_SEED) in shipped["seeds"]["road"]
+    assert shipped["seeds"]["roar_training"] == list(result.seeds)
+    road_shape = (len(shipped["road"]["methods"]), len(shipped["road"]["fractions"]))
+    assert torch.tensor(shipped["road"]["lerf_accuracy"]).shape == road_shape
+
+
+def test_lab_vargrad_is_the_variance_of_the_signed_gradient():
+    """VarGrad (Adebayo et al.) is Var(g), not Var(|g|); SmoothGrad² is the mean of g²."""
+    from xai_course.attribution._core import make_generator
+    from xai_course.attribution.integrated_gradients import range_noise
+    from xai_course.evaluation import roar_lab
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 5 * 5, 3)).eval()
+    x, y, samples = torch.randn(2, 2, 5, 5), torch.tensor([0, 2]), 6
+    got = roar_lab.explain(model, x, y, samples, ("smoothgrad_sq", "vargrad"))
+    noisy = (x.unsqueeze(1) + range_noise(x, 0.15, samples, make_generator(roar_lab.NOISE_SEED, "cpu")))
+    noisy = noisy.flatten(0, 1).requires_grad_(True)
+    model(noisy).gather(1, y.repeat_interleave(samples)[:, None]).sum().backward()
+    g = noisy.grad.view(2, samples, 2, 5, 5)  # signed gradients, per example and noisy copy
+    assert (g < 0).any() and (g > 0).any()
+    torch.testing.assert_close(got["vargrad"], g.var(1, unbiased=False), rtol=1e-4, atol=1e-8)
+    torch.testing.assert_close(got["smoothgrad_sq"], (g * g).mean(1), rtol=1e-4, atol=1e-8)
+    assert not torch.allclose(got["vargrad"], g.abs().var(1, unbiased=False), rtol=1e-2, atol=1e-8)
 
 
 def test_imputation_in_blocks_of_images_is_the_same(monkeypatch):

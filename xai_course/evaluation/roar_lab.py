@@ -6,7 +6,8 @@ VarGrad and a random ranking.
 
 The rankings come from the course model ``shapes_cnn`` (the model being explained), each image
 explained for its true class. ROAR retrains :func:`~xai_course.evaluation.retraining.tiny_cnn` from
-scratch for every method, fraction and seed; ROAD evaluates ``shapes_cnn`` itself on imputed images.
+scratch for every method, fraction and seed; ROAD evaluates ``shapes_cnn`` itself on imputed images,
+removing the most relevant pixels first (MoRF) and, at full scale, the least relevant first (LeRF).
 :func:`load_results` gives the notebook the shipped full-scale numbers.
 """
 from __future__ import annotations
@@ -28,6 +29,8 @@ from .retraining import RoarResult, road, roar, tiny_cnn
 RESULTS = Path(__file__).parent / "results" / "roar_lab.json"
 MODEL = "shapes_cnn"
 TRAIN_SEED, TEST_SEED = 15_000, 15_001  # shapes seeds of the lab's data: no course model trained on them
+NOISE_SEED = 0  # SmoothGrad²'s and VarGrad's noise (the same draws for both)
+ROAD_SEED = 0   # ROAD: the random ranking and the imputation noise (seed + the fraction's index)
 # the report's comparison (FullGrad, input gradient, random) plus Hooker et al.'s SmoothGrad² and VarGrad
 LABELS = {"fullgrad": "FullGrad", "input_gradient": "input gradient", "smoothgrad_sq": "SmoothGrad²",
           "vargrad": "VarGrad", "random": "random"}
@@ -35,8 +38,8 @@ ALL = ("fullgrad", "input_gradient", "smoothgrad_sq", "vargrad")
 SCALES = {  # the notebook's live run retrains only for the report's comparison (the trainings are the cost)
     "reduced": dict(train=500, test=200, fractions=(0.0, 0.3, 0.7), seeds=(0, 1, 2), epochs=8, batch_size=16,
                     samples=4, road_images=60, width=8, roar_methods=("fullgrad", "input_gradient"),
-                    road_methods=ALL),
-    "full": dict(train=1500, test=500, fractions=(0.0, 0.1, 0.3, 0.5, 0.9), seeds=(0, 1, 2), epochs=12,
+                    road_methods=ALL, road_orders=("most",)),  # the page shows LeRF at full scale only
+    "full": dict(train=1500, test=500, fractions=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9), seeds=(0, 1, 2), epochs=12,
                  batch_size=25, samples=10, road_images=250, width=8, roar_methods=ALL, road_methods=ALL),
 }
 
@@ -51,12 +54,16 @@ def explain(model, images, labels, samples: int, methods=ALL, batch_size: int = 
     """``{method: attributions}`` of ``model`` for ``labels``, ``batch_size`` images at a time.
 
     FullGrad and the input gradient (|∂S_c/∂x|, the report's "Input-Gradient") are one pass each;
-    SmoothGrad² and VarGrad average ``samples`` noisy gradients (noise 0.15, seed 0).
+    SmoothGrad² (mean of g²) and VarGrad (variance of the *signed* gradient g, Adebayo et al.) use
+    ``samples`` noisy gradients (noise 0.15, seed ``NOISE_SEED``). The wrapped ``saliency`` returns
+    |g| by default, which is harmless for the mean of squares but not for the variance, so VarGrad
+    passes ``abs=False``.
     """
+    noisy = dict(samples=samples, seed=NOISE_SEED)
     recipes = {"fullgrad": (METHODS["fullgrad"], {}),
                "input_gradient": (METHODS["saliency"], {}),
-               "smoothgrad_sq": (METHODS["smoothgrad"], dict(kind="smoothgrad_sq", samples=samples, seed=0)),
-               "vargrad": (METHODS["smoothgrad"], dict(kind="vargrad", samples=samples, seed=0))}
+               "smoothgrad_sq": (METHODS["smoothgrad"], dict(kind="smoothgrad_sq", **noisy)),
+               "vargrad": (METHODS["smoothgrad"], dict(kind="vargrad", options={"abs": False}, **noisy))}
     out = {}
     for name in methods:
         method, options = recipes[name]
@@ -66,27 +73,55 @@ def explain(model, images, labels, samples: int, methods=ALL, batch_size: int = 
 
 
 def compare(acc_method: torch.Tensor, acc_other: torch.Tensor, level: float = 0.95) -> dict:
-    """Paired comparison of two accuracy tables ``(fractions, repeats)``: mean over the removed fractions
-    of ``other − method`` per repeat (seed or image), its mean and Student-t interval, and the verdict:
-    ``"lower"`` (the method's accuracy is lower: its ranking removes more evidence), ``"higher"`` or
-    ``"no different"`` (the interval contains 0)."""
+    """Paired comparison of two accuracy vectors ``(repeats,)`` (seeds or images) at ONE fraction:
+    the mean of ``other − method`` per repeat, its Student-t interval, and the verdict: ``"lower"``
+    (the method's accuracy is lower: its ranking removes more evidence), ``"higher"`` or
+    ``"no different"`` (the interval contains 0; with few repeats weak evidence of no difference)."""
     from scipy.stats import t
 
-    diff = (acc_other - acc_method).double().mean(0)
+    diff = (acc_other - acc_method).double().flatten()
     mean = diff.mean().item()
     half = 0.0 if len(diff) < 2 else float(t.ppf(0.5 + level / 2, len(diff) - 1)) * diff.std().item() / math.sqrt(len(diff))
     verdict = "lower" if mean - half > 0 else "higher" if mean + half < 0 else "no different"
     return {"difference": mean, "half_width": half, "verdict": verdict}
 
 
-def verdicts(table: torch.Tensor, methods, fractions) -> dict:
-    """Every method against ``random`` on the fractions that remove pixels: see :func:`compare`.
+def overall(per_fraction) -> str:
+    """One word for verdicts at several fractions (each ``compare``'s dict or its verdict): ``"lower"``
+    (lower at some fraction, higher at none), ``"higher"`` (the reverse), ``"mixed"`` (lower at some,
+    higher at others) or ``"no different"`` (at every fraction). Never an average over fractions,
+    where a lower accuracy at one fraction and a higher one at another would cancel."""
+    words = {v if isinstance(v, str) else v["verdict"] for v in per_fraction}
+    if {"lower", "higher"} <= words:
+        return "mixed"
+    return "lower" if "lower" in words else "higher" if "higher" in words else "no different"
+
+
+def verdicts(table: torch.Tensor, methods, fractions, level: float = 0.95) -> dict:
+    """Every method against ``random``, fraction by fraction, on the fractions that remove pixels.
 
     ``table``: accuracies ``(methods, fractions, repeats)`` (ROAR: repeats are seeds; ROAD: images).
+    Returns ``{method: {"fractions": [...], "per_fraction": [compare(...), ...], "verdict": overall}}``.
     """
     keep = [i for i, f in enumerate(fractions) if f > 0]
     r = list(methods).index("random")
-    return {m: compare(table[i, keep], table[r, keep]) for i, m in enumerate(methods) if m != "random"}
+    out = {}
+    for i, m in enumerate(methods):
+        if m == "random":
+            continue
+        per = [compare(table[i, j], table[r, j], level) for j in keep]
+        out[m] = {"fractions": [float(fractions[j]) for j in keep], "per_fraction": per, "verdict": overall(per)}
+    return out
+
+
+def rank_consistency(morf: torch.Tensor, lerf: torch.Tensor) -> float:
+    """Spearman correlation between the methods' order under MoRF and under LeRF (Rong et al.'s
+    consistency): ``morf``, ``lerf`` (methods, fractions) accuracies or probabilities. A better
+    ranking has a LOWER MoRF curve and a HIGHER LeRF curve, so the score is the correlation of
+    ``−mean(morf)`` with ``mean(lerf)`` over the fractions: 1 when the two orders agree."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr((-morf.double().mean(1)).tolist(), lerf.double().mean(1).tolist())[0])
 
 
 def run(scale_name: str = "reduced", verbose: bool = True, threads: int = 1) -> dict:
@@ -131,15 +166,22 @@ def _run(scale_name: str, verbose: bool) -> dict:
         print(f"ROAR: {result.trainings} trainings, {result.seconds:.0f} s", flush=True)
     t0 = time.perf_counter()
     road_methods = list(scale["road_methods"]) + ["random"]
-    correct, probability = [], []
-    for name in road_methods:
-        a = road_maps[name] if name != "random" else torch.ones_like(xte[:n, :1])
-        out = road(model, xte[:n], yte[:n], a, scale["fractions"], order="random" if name == "random" else "most",
-                   seed=0)
-        correct.append(out["correct"].double())
-        probability.append(out["probability"].double())
+    correct, probability = {"most": [], "least": []}, {"most": [], "least": []}
+    orders = tuple(scale.get("road_orders", ("most", "least")))  # MoRF and LeRF by default
+    for order in orders:  # the random ranking is the same for both
+        for name in road_methods:
+            if name == "random" and order == "least":  # the same random removal as for MoRF
+                correct[order].append(correct["most"][-1])
+                probability[order].append(probability["most"][-1])
+                continue
+            a = road_maps[name] if name != "random" else torch.ones_like(xte[:n, :1])
+            out = road(model, xte[:n], yte[:n], a, scale["fractions"],
+                       order="random" if name == "random" else order, seed=ROAD_SEED)
+            correct[order].append(out["correct"].double())
+            probability[order].append(out["probability"].double())
     seconds["road"] = time.perf_counter() - t0
-    correct, probability = torch.stack(correct), torch.stack(probability)  # (methods, fractions, images)
+    correct = {k: torch.stack(v) for k, v in correct.items() if v}  # (methods, fractions, images)
+    probability = {k: torch.stack(v) for k, v in probability.items() if v}
     if verbose:
         print(f"ROAD: {seconds['road']:.0f} s", flush=True)
     attribution_passes = len(xtr) + len(xte)
@@ -149,19 +191,35 @@ def _run(scale_name: str, verbose: bool) -> dict:
     return {
         "scale": scale_name, "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in scale.items()},
         "model": MODEL, "data_seeds": {"train": TRAIN_SEED, "test": TEST_SEED},
+        "seeds": {"data": {"train": TRAIN_SEED, "test": TEST_SEED},
+                  "roar_training": list(scale["seeds"]),
+                  "roar_random_ranking": "the training seed s (training set), s + 1000003 (test set)",
+                  "smoothgrad_noise": NOISE_SEED,
+                  "road": f"{ROAD_SEED} (random ranking); {ROAD_SEED} + fraction index (imputation noise)",
+                  "course_model": f"{MODEL}, as shipped (not retrained)"},
         "roar": result.to_dict(),
         "road": {"methods": road_methods, "fractions": list(scale["fractions"]), "images": n,
-                 "accuracy": correct.mean(-1).tolist(), "probability": probability.mean(-1).tolist(),
-                 "probability_se": (probability.std(-1) / math.sqrt(n)).tolist()},
+                 "accuracy": correct["most"].mean(-1).tolist(),
+                 "probability": probability["most"].mean(-1).tolist(),
+                 "probability_se": (probability["most"].std(-1) / math.sqrt(n)).tolist(),
+                 **({} if "least" not in correct else {
+                     "lerf_accuracy": correct["least"].mean(-1).tolist(),
+                     "lerf_probability": probability["least"].mean(-1).tolist(),
+                     "lerf_probability_se": (probability["least"].std(-1) / math.sqrt(n)).tolist(),
+                     "rank_consistency": {
+                         "probability": rank_consistency(probability["most"].mean(-1),
+                                                         probability["least"].mean(-1)),
+                         "accuracy": rank_consistency(correct["most"].mean(-1), correct["least"].mean(-1))}})},
         "verdicts": {"roar": verdicts(result.accuracy, result.methods, result.fractions),
-                     "road": verdicts(correct, road_methods, scale["fractions"])},
+                     "road": verdicts(correct["most"], road_methods, scale["fractions"])},
         "costs": {"attribution_passes_per_image": per_image,
                   "roar_attribution_images": attribution_passes, "road_attribution_images": n,
                   "roar_trainings": result.trainings,
                   "roar_training_passes": result.trainings * scale["epochs"] * len(ytr),
                   "roar_trainings_per_method": removing * len(scale["seeds"]),
-                  "road_trainings": 0, "road_forward_passes_per_method": len(scale["fractions"]) * n,
-                  "road_solves_per_method": removing * n},
+                  "road_trainings": 0, "road_orders": len(orders),
+                  "road_forward_passes_per_method": len(orders) * len(scale["fractions"]) * n,
+                  "road_solves_per_method": len(orders) * removing * n},
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
     }
 
@@ -196,8 +254,11 @@ def main(argv=None) -> dict:
         print(f"wrote {out}")
     for kind in ("roar", "road"):
         for m, v in results["verdicts"][kind].items():
-            print(f"{kind.upper()} {m}: accuracy {v['verdict']} than random "
-                  f"(difference {v['difference']:+.3f} ± {v['half_width']:.3f})")
+            cells = ", ".join(f"{f:.0%} {c['difference']:+.3f} ± {c['half_width']:.3f}"
+                              for f, c in zip(v["fractions"], v["per_fraction"]))
+            print(f"{kind.upper()} {m}: {v['verdict']} (random − method: {cells})")
+    if "rank_consistency" in results["road"]:
+        print("ROAD MoRF/LeRF rank consistency (Spearman):", results["road"]["rank_consistency"])
     return results
 
 

@@ -8,40 +8,50 @@ from xai_course.evaluation import noisy_linear_imputation
 from xai_course.grading.checks import assert_close, call, check_tensor, fresh_seed
 
 
-# --- Exercise 15.1: t_interval(values, level) -> (mean, half_width) -----------------------------------------
-def _reference_interval(values, level):
+# --- Exercise 15.1: seeds_needed(pilot, half_width, level) -> int, graded by its defining property -------------
+def _half_width(sd, s, level):
     from scipy.stats import t
 
-    v = values.double()
-    if v.numel() < 2:
-        return v.mean().item(), 0.0
-    return v.mean().item(), float(t.ppf(0.5 + level / 2, v.numel() - 1)) * v.std().item() / math.sqrt(v.numel())
+    return float(t.ppf(0.5 + level / 2, s - 1)) * sd / math.sqrt(s)
 
 
-def _check_interval(submission, values, level):
-    got = call(submission.t_interval, values, level)
-    assert isinstance(got, (tuple, list)) and len(got) == 2, "return the pair (mean, half_width)"
-    mean, half = (float(g) for g in got)
-    want_mean, want_half = _reference_interval(values, level)
-    assert abs(mean - want_mean) <= 1e-6 * max(1.0, abs(want_mean)), f"mean of {values.tolist()}: got {mean}"
-    assert abs(half - want_half) <= 1e-5 * max(1.0, want_half), (
-        f"half width of {values.tolist()} at level {level}: expected {want_half:.6g}, got {half:.6g}")
+def _check_seeds(submission, pilot, half_width, level):
+    got = call(submission.seeds_needed, pilot, half_width, level)
+    assert isinstance(got, int) and not isinstance(got, bool), (
+        f"seeds_needed must return a Python int, got {type(got).__name__}")
+    sd = pilot.double().std().item()
+    slack = 1e-6 * half_width  # float32 against float64 arithmetic at the boundary
+    what = f"seeds_needed({[round(v, 4) for v in pilot.tolist()]}, {half_width:.4g}, level={level:.3g})"
+    assert got >= 2, f"{what}: an interval needs at least 2 seeds, got {got}"
+    assert _half_width(sd, got, level) <= half_width + slack, (
+        f"{what} = {got}: with {got} seeds the half width is {_half_width(sd, got, level):.5g} > {half_width:.5g}")
+    assert got == 2 or _half_width(sd, got - 1, level) > half_width - slack, (
+        f"{what} = {got}: {got - 1} seeds already give {_half_width(sd, got - 1, level):.5g} <= {half_width:.5g};"
+        " return the smallest number")
+    return got
 
 
-@pytest.mark.exercise("15.1", points=2, functions=["t_interval"])
-def test_t_interval_on_random_accuracies(submission):
+@pytest.mark.exercise("15.1", points=2, functions=["seeds_needed"])
+def test_seeds_needed_is_the_smallest_sufficient_number_on_random_pilots(submission):
     fresh_seed()
     for level in (0.95, float(0.5 + 0.49 * torch.rand(()))):
-        s = int(torch.randint(2, 9, ()))
-        _check_interval(submission, 0.2 + 0.8 * torch.rand(s), level)
+        for dtype in (torch.float32, torch.float64):
+            p = int(torch.randint(2, 9, ()))
+            pilot = (0.4 * torch.rand(p) - 0.2).to(dtype)  # paired differences in [-0.2, 0.2]
+            half_width = float(0.02 + 0.1 * torch.rand(()))
+            _check_seeds(submission, pilot, half_width, level)
 
 
-@pytest.mark.exercise("15.1", points=2, functions=["t_interval"])
-def test_t_interval_by_hand_and_edge_cases(submission):
+@pytest.mark.exercise("15.1", points=2, functions=["seeds_needed"])
+def test_seeds_needed_by_hand_and_monotone(submission):
     fresh_seed()
-    _check_interval(submission, torch.tensor([0.5, 0.7]), 0.95)          # half width 1.2706 by hand
-    _check_interval(submission, torch.tensor([float(torch.rand(()))]), 0.95)  # one value: width 0
-    _check_interval(submission, torch.full((5,), 0.8), 0.9)              # no spread: width 0
+    pilot = torch.tensor([0.5, 0.7], dtype=torch.float64)  # sd 0.1414: 2 seeds give 1.27
+    assert _check_seeds(submission, pilot, 2.0, 0.95) == 2, "two seeds give half width 1.27 <= 2"
+    flat = torch.full((int(torch.randint(2, 6, ())),), float(torch.rand(())), dtype=torch.float64)
+    assert _check_seeds(submission, flat, 0.01, 0.95) == 2, "pilot values without spread need 2 seeds"
+    wide = _check_seeds(submission, pilot, 0.1, 0.95)
+    assert _check_seeds(submission, pilot, 0.05, 0.95) > wide, "a narrower interval needs more seeds"
+    assert _check_seeds(submission, pilot, 0.1, 0.99) > wide, "a higher level needs more seeds"
 
 
 # --- Exercise 15.2: jacobi_imputation(image, removed, iterations) -> (C, H, W) -----------------------------
