@@ -72,12 +72,14 @@ def test_confident_and_faint_is_the_measured_one(submission):
     from xai_course import models
     from xai_course.attribution import activation_maximization
 
+    # the threshold 0.75 lies far from every measured probability (p ≈ 0.92 at λ = 0.1 and 0.60 at
+    # λ = 1 with torch 2.14), so the answer does not flip with a torch version or a small change of AM
     model, grid = models.load("digits_cnn"), [0.001, 0.01, 0.1, 1.0]
     confident = []
     for l2 in grid:
-        x = activation_maximization(model, 3, (1, 16, 16), l2=l2, steps=50, start="zeros")
+        x = activation_maximization(model, 3, (1, 16, 16), l2=l2, steps=30, start="zeros")
         with torch.no_grad():
-            if torch.softmax(model(x), 1)[0, 3] > 0.9:
+            if torch.softmax(model(x), 1)[0, 3] > 0.75:
                 confident.append(l2)
     answer = call(submission.confident_and_faint)
     assert answer in grid, f"answer one of {grid}"
