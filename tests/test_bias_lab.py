@@ -161,3 +161,33 @@ def test_the_shipped_full_results():
     json.dumps(results)
     with pytest.raises(FileNotFoundError, match="--full"):
         bias_lab.load_results("/nonexistent/bias_lab.json")
+
+
+def test_the_spurious_models_card_states_its_accuracy_with_the_mark_moved():
+    acc = bias_lab.load_results()["accuracy"]["shapes_cnn_spurious"]
+    card = (models.zoo.WEIGHTS_DIR / "shapes_cnn_spurious.md").read_text()
+    stated = " / ".join(f"{100 * acc[c]['all']:.2f}%" for c in ("aligned", "flipped", "absent"))
+    assert stated in card and "Deliberately biased" in card, stated
+
+
+def test_verdicts_rank_by_the_ratio_to_the_remedy_and_ask_a_minimum_ratio():
+    def row(mark, se, area=0.1):
+        return {"mark": mark, "mark se": se, "half area": area}
+
+    spurious = {"fullgrad": row(0.06, 0.001, 0.2), "big": row(0.08, 0.001), "small": row(0.002, 1e-5),
+                "blind": row(0.015, 0.0001), "random_attribution": row(0.004, 0.0)}
+    remedy = {"fullgrad": row(0.02, 0.001), "big": row(0.04, 0.001), "small": row(0.0001, 1e-5),
+              "blind": row(0.01, 0.0001), "random_attribution": row(0.004, 0.0)}
+    results = {"fairness_gap": {bias_lab.MODELS[0]: 0.3, bias_lab.MODELS[1]: 0.0},
+               "scores": {bias_lab.MODELS[0]: {"marked others": spurious},
+                          bias_lab.MODELS[1]: {"marked others": remedy}}}
+    v = bias_lab.verdicts(results)["marked others"]
+    assert v["most mass on the mark"] == "big"                                   # raw mass
+    assert v["by ratio to the remedy"] == ["small", "fullgrad", "big", "blind"]  # 20, 3, 2, 1.5
+    assert v["separate the models"] == ["fullgrad", "big", "small"]   # blind: 1.5 < MIN_RATIO, however many s.e.
+    assert bias_lab.MIN_RATIO == v["min ratio"] == 2.0
+
+
+def test_results_keep_significant_figures_not_decimal_places():
+    assert bias_lab._rounded({"a": [0.000123456789, 12.3456789]}) == {"a": [0.000123457, 12.3457]}
+    assert bias_lab._rounded(0.0) == 0.0 and bias_lab._rounded("x") == "x"

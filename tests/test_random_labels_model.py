@@ -37,3 +37,25 @@ def test_the_card_reports_both_accuracies():
     card = (zoo.WEIGHTS_DIR / f"{NAME}.md").read_text()
     assert "Training accuracy" in card and "Test accuracy" in card and "permuted" in card
     assert models.spec(NAME).build().__class__ is models.load("shapes_cnn").__class__  # same architecture
+
+
+def test_the_recipe_trains_on_until_the_target_or_the_cap(monkeypatch):
+    """The recipe, not the shipped weights: a random-label model trains past its one-cycle epochs, at a
+    constant lr, until it memorised its training set or reached ``max_epochs`` (tiny sizes: seconds)."""
+    import dataclasses
+
+    from xai_course.models import train
+
+    tiny = dataclasses.replace(models.spec(NAME), name="tiny_random_labels", train_size=24, epochs=1,
+                               max_epochs=3, train_accuracy_target=1.01)   # unreachable: runs to the cap
+    monkeypatch.setitem(zoo.MODELS, tiny.name, tiny)
+    monkeypatch.setattr(train, "TEST_SIZE", 20)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    model, report = train.train_model(tiny.name, verbose=False)
+    assert report["epochs"] == 3 and 0.0 <= report["train_accuracy"] <= 1.0
+    assert torch.are_deterministic_algorithms_enabled() == deterministic      # restored
+    reached = dataclasses.replace(tiny, train_accuracy_target=0.0)              # met at once: no extra epoch
+    monkeypatch.setitem(zoo.MODELS, tiny.name, reached)
+    assert train.train_model(tiny.name, verbose=False)[1]["epochs"] == 1
+    card = train._card(tiny, report, 1)
+    assert "until the accuracy on the training set reaches" in card and "at most 3 epochs" in card

@@ -126,6 +126,63 @@ def test_a_custom_layer_without_reset_parameters_is_redrawn():
     assert torch.equal(copy_[0].weight, model[0].weight)
 
 
+def test_a_constant_custom_parameter_is_redrawn_at_its_scale_not_zeroed():
+    class Gain(nn.Module):  # a gain of ones: std 0, but not a zero parameter
+        def __init__(self):
+            super().__init__()
+            self.gain = nn.Parameter(torch.ones(64))
+            self.offset = nn.Parameter(torch.zeros(64))
+
+        def forward(self, x):
+            return x * self.gain + self.offset
+
+    model = nn.Sequential(nn.Linear(3, 64), Gain())
+    (name, copy_), _ = list(randomized_models(model, seed=0))
+    gain = copy_[1].gain.detach()
+    assert name == "1" and not torch.equal(gain, model[1].gain)
+    assert gain.abs().sum() > 0 and 0.5 < gain.std() < 1.5     # at the scale |mean| = 1
+    assert torch.equal(copy_[1].offset, torch.zeros(64))      # zeros stay zeros
+
+
+class Tied(nn.Module):
+    """An encoder and a decoder that share one weight (tied weights)."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Linear(6, 6)
+        self.decoder = nn.Linear(6, 6)
+        self.decoder.weight = self.encoder.weight      # the same Parameter
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.head(self.decoder(torch.relu(self.encoder(x))))
+
+
+def test_a_tied_parameter_belongs_to_its_first_owner():
+    model = Tied()
+    assert [n for n, _ in parameter_layers(model)] == ["encoder", "decoder", "head"]  # decoder: its bias
+    model.decoder.bias = None
+    assert [n for n, _ in parameter_layers(model)] == ["encoder", "head"]      # nothing of its own
+    for order in ("cascading", "independent"):
+        pairs = dict(randomized_models(model, order, seed=3))
+        assert list(pairs) == ["head", "encoder"]
+        copy_ = pairs["encoder"]
+        assert copy_.decoder.weight is copy_.encoder.weight                # still tied
+        assert not torch.equal(copy_.encoder.weight, model.encoder.weight)
+
+
+def test_a_layer_that_shares_a_weight_keeps_it_and_redraws_only_its_own():
+    model = Tied()
+    pairs = dict(randomized_models(model, "independent", seed=5))
+    copy_ = pairs["decoder"]                      # only the decoder's bias is its own
+    assert torch.equal(copy_.encoder.weight, model.encoder.weight)        # shared: not redrawn
+    assert copy_.decoder.weight is copy_.encoder.weight
+    assert not torch.equal(copy_.decoder.bias, model.decoder.bias)
+    cascade = dict(randomized_models(model, "cascading", seed=5))
+    independent = dict(randomized_models(model, "independent", seed=5))
+    assert torch.equal(cascade["encoder"].encoder.weight, independent["encoder"].encoder.weight)
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(order="top_down"), ValueError, "order must be one of"),
     (dict(seed=-1), ValueError, "seed must be"),

@@ -26,6 +26,10 @@ def test_a_small_run_has_every_layer_and_measure():
             assert set(entry[order]["scores"]) == set(MEASURES)
             assert all(len(v) == 6 and len(v[0]) == 1 for v in entry[order]["scores"].values())
         assert set(entry["data"]) == set(MEASURES) and entry["maps"].shape == (7, 1, 3, 64, 64)
+        assert entry["independent_maps"].shape == (7, 1, 3, 64, 64)
+        assert torch.equal(entry["independent_maps"][0], entry["maps"][0])      # both start trained
+        # the top layer alone is the first step of both orders
+        assert torch.equal(entry["independent_maps"][1], entry["maps"][1])
     # a map that ignores the model is the same for every copy: similarity 1 everywhere
     summary = sanity_lab.summary(results)["random_attribution"]
     assert summary["cascading"] == pytest.approx([1.0] * 6) and summary["data"] == pytest.approx(1.0)
@@ -52,3 +56,20 @@ def test_the_shipped_full_results():
 def test_load_results_names_the_command_when_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="--full"):
         sanity_lab.load_results(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("function, code", [
+    ("rank_correlation", "from scipy.stats import spearmanr\nimport torch\n\n"
+     "def rank_correlation(a, b, absolute=False):\n"
+     "    return torch.tensor([spearmanr(x, y)[0] for x, y in zip(a, b)])\n"),
+    ("rank_correlation", "import scipy\n\ndef helper(a, b):\n    return scipy.stats.spearmanr(a, b)\n\n"
+     "def rank_correlation(a, b, absolute=False):\n    return helper(a, b)\n"),
+    ("global_ssim", "from skimage.metrics import structural_similarity\n\n"
+     "def global_ssim(a, b, data_range):\n    return structural_similarity(a, b, data_range=data_range)\n"),
+])
+def test_the_grader_gives_no_credit_for_scipy_in_exercises_16_1_and_16_2(function, code):
+    from xai_course.grading import forbidden
+
+    assert forbidden.find(code, [function]) is not None
+    renamed = code.replace(function, "unrelated_function")      # other exercises may use them
+    assert forbidden.find(renamed, ["unrelated_function"]) is None

@@ -148,7 +148,8 @@ def mark_scores(maps: torch.Tensor, cue_masks: torch.Tensor,
     of the map's top-|mark| pixels with the mark and ``"top-k share"``, the share of those pixels on
     the mark (h hits of k: IoU = h / (2k - h), share = h / k = 2 IoU / (1 + IoU)), ``"pointing"`` (its
     peak on the mark) and ``"half area"`` (:func:`half_mass_area`)."""
-    iou = iou_top_k(maps, cue_masks)  # k = the mark's size: h hits give h / (2k - h)
+    # k = the mark's size: h hits give IoU h / (2k - h)
+    iou = iou_top_k(maps, cue_masks)
     return {"mark": relevance_mass(maps, cue_masks),
             "object": relevance_mass(maps, masks),
             "top-k IoU": iou, "top-k share": 2 * iou / (1 + iou),
@@ -207,11 +208,23 @@ def study(scale: str = "reduced", models: dict = None, seed: int = 0, verbose: b
     return results
 
 
+MIN_RATIO = 2.0  # "separates the models": the spurious model's mark mass at least this many times the remedy's
+SIGNIFICANT = 6  # significant figures of the floats in the results file
+
+
+def mark_ratio(spurious: dict, remedy: dict) -> float:
+    """The spurious model's mean mass on the mark over the remedy's (``inf`` where the remedy's is 0)."""
+    return spurious["mark"] / remedy["mark"] if remedy["mark"] > 0 else float("inf")
+
+
 def verdicts(results: dict) -> dict:
     """The report's claims, computed per lens on the spurious model, among the methods other than the
     random map: are FullGrad's maps the tightest (smallest half-mass area), and do they put the most
-    mass on the mark? Which methods "separate the models" (mark mass on the spurious model above the
-    remedy's by more than two combined standard errors)? Is the spurious model's gap the larger?"""
+    mass on the mark? Which methods "separate the models": mark mass on the spurious model above the
+    remedy's by more than two combined standard errors *and* at least ``MIN_RATIO`` times as large (a
+    difference that is significant but small, as for the class-blind maps, does not count)? The
+    methods ranked by that ratio ("by ratio to the remedy", largest first). Is the spurious model's gap
+    the larger?"""
     out = {"gap spurious > gap decorrelated":
            results["fairness_gap"][MODELS[0]] > results["fairness_gap"][MODELS[1]]}
     for lens, table in results["scores"][MODELS[0]].items():
@@ -221,17 +234,22 @@ def verdicts(results: dict) -> dict:
         by_area = sorted(scores, key=lambda m: scores[m]["half area"])
         by_mark = sorted(scores, key=lambda m: -scores[m]["mark"])
         remedy = results["scores"][MODELS[1]][lens]
+        by_ratio = sorted(scores, key=lambda m: -mark_ratio(scores[m], remedy[m]))
         separates = [m for m in scores if scores[m]["mark"] - remedy[m]["mark"]
-                     > 2 * (scores[m]["mark se"] ** 2 + remedy[m]["mark se"] ** 2) ** 0.5]
+                     > 2 * (scores[m]["mark se"] ** 2 + remedy[m]["mark se"] ** 2) ** 0.5
+                     and mark_ratio(scores[m], remedy[m]) >= MIN_RATIO]
         out[lens] = {"tightest": by_area[0], "fullgrad rank by tightness": 1 + by_area.index("fullgrad"),
                      "most mass on the mark": by_mark[0], "fullgrad rank by mark mass": 1 + by_mark.index("fullgrad"),
+                     "by ratio to the remedy": by_ratio, "min ratio": MIN_RATIO,
                      "methods ranked": len(scores), "separate the models": separates}
     return out
 
 
 def _rounded(value):
+    """Floats to ``SIGNIFICANT`` significant figures (not decimal places: a mass of 1e-4 keeps its
+    digits, and ratios of small masses stay exact to that precision)."""
     if isinstance(value, float):
-        return round(value, 4)
+        return float(f"{value:.{SIGNIFICANT}g}")
     if isinstance(value, dict):
         return {k: _rounded(v) for k, v in value.items()}
     return [_rounded(v) for v in value] if isinstance(value, (list, tuple)) else value

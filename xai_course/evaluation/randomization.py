@@ -13,7 +13,9 @@ order the model registers them (``model.named_modules()``; for a plain sequentia
 forward order). A layer is re-initialised by its own ``reset_parameters()`` (the initialisation it was
 built with; for BatchNorm that also resets the running statistics), or, for a custom module without
 one, by drawing each of its parameters from a normal distribution with the parameter's own standard
-deviation (zeros stay zeros).
+deviation (a constant parameter, such as a gain of ones, with its absolute mean; zeros stay zeros).
+A parameter shared by several modules (tied weights) belongs to its first owner: it is listed and
+re-initialised once, with that layer.
 
 Reproducible and hygienic: layer ``i`` (in registration order) is re-initialised under
 ``torch.manual_seed(layer_seeds(seed, n)[i])`` (seeds drawn from ``seed``, so that no layer's new
@@ -35,17 +37,40 @@ ORDERS = ("cascading", "independent")
 
 
 def parameter_layers(model: nn.Module) -> List[Tuple[str, nn.Module]]:
-    """``[(name, module)]`` of the modules that own parameters, in registration order (bottom first)."""
+    """``[(name, module)]`` of the modules that own parameters, in registration order (bottom first).
+
+    A parameter shared by several modules (tied weights) belongs to its first owner only: a module
+    whose own parameters all belong to earlier modules is not a layer, so a shared tensor is listed,
+    and re-initialised, once."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    return [(name, m) for name, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))]
+    layers, seen = [], set()
+    for name, m in model.named_modules():
+        own = [id(p) for p in m.parameters(recurse=False)]
+        if any(i not in seen for i in own):
+            layers.append((name, m))
+        seen.update(own)
+    return layers
 
 
-def _reinitialise(module: nn.Module, seed: int) -> None:
+def _shared_with_earlier(model: nn.Module) -> dict:
+    """``{layer name: names of its own parameters that belong to an earlier layer}`` (tied weights)."""
+    out, seen = {}, set()
+    for name, m in model.named_modules():
+        own = dict(m.named_parameters(recurse=False))
+        out[name] = {k for k, p in own.items() if id(p) in seen}
+        seen.update(id(p) for p in own.values())
+    return out
+
+
+def _reinitialise(module: nn.Module, seed: int, keep=()) -> None:
     """Re-initialise ``module``'s own parameters under ``seed``; the global
-    random state is left as it was (fork_rng)."""
+    random state is left as it was (fork_rng). ``keep``: names of its own
+    parameters to leave as they are (those it shares with an earlier layer)."""
     devices = sorted({p.device.index or 0 for p in module.parameters()
                       if p.device.type == "cuda"})
+    own = dict(module.named_parameters(recurse=False))
+    kept = {k: own[k].detach().clone() for k in keep}
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         torch.random.default_generator.manual_seed(seed)  # the CPU's
         for d in devices:
@@ -53,11 +78,16 @@ def _reinitialise(module: nn.Module, seed: int) -> None:
                 torch.cuda.manual_seed(seed)
         if callable(getattr(module, "reset_parameters", None)):
             module.reset_parameters()  # the layer's own initialisation
-            return
-        for p in module.parameters(recurse=False):  # a custom layer
-            p_ = p.float()
-            std = float(p_.std() if p.numel() > 1 else p_.abs().max())
-            p.normal_(0.0, std) if std > 0 else p.zero_()
+        else:
+            for k, p in own.items():  # a custom layer: a draw at its scale
+                if k in kept:
+                    continue
+                p_ = p.float()
+                std = float(p_.std() if p.numel() > 1 else p_.abs().max())
+                scale = std if std > 0 else float(p_.mean().abs())
+                p.normal_(0.0, scale) if scale > 0 else p.zero_()
+        for k, value in kept.items():  # tied weights: the earlier owner's
+            own[k].copy_(value)
 
 
 def randomized_models(model: nn.Module, order: str = "cascading",
@@ -84,7 +114,8 @@ def randomized_models(model: nn.Module, order: str = "cascading",
     if not layers:
         raise ValueError("model has no layers with parameters: there is nothing to randomise")
     seeds = dict(zip([name for name, _ in layers], layer_seeds(seed, len(layers))))
-    return _generate(model, [name for name, _ in layers][::-1], seeds, order, copies)
+    return _generate(model, [name for name, _ in layers][::-1], seeds, order, copies,
+                     _shared_with_earlier(model))
 
 
 def layer_seeds(seed: int, count: int) -> List[int]:
@@ -92,20 +123,24 @@ def layer_seeds(seed: int, count: int) -> List[int]:
     return torch.randint(2**62, (count,), generator=torch.Generator().manual_seed(seed)).tolist()
 
 
-def _generate(model, top_down, seeds, order, copies=True):
-    """Yield (name, model) for the layers named in top_down (top first): a fresh copy each time, or
-    (``copies=False``, for callers that use each model once and keep none) one working copy changed
-    from one step to the next."""
+def _generate(model, top_down, seeds, order, copies=True, shared=None):
+    """Yield (name, model) for the layers named in top_down (top first): a
+    fresh copy each time, or (``copies=False``, for callers that use each
+    model once and keep none) one working copy changed from step to step.
+    shared: {layer: its parameters tied to an earlier layer's}, kept."""
     working = copy.deepcopy(model)
     previous = None
     for name in top_down:
-        if order == "independent" and previous is not None:    # start from the original again
-            if copies:
+        if order == "independent" and previous is not None:
+            if copies:                  # start from the original again
                 working = copy.deepcopy(model)
-            else:                                               # undo the last layer's change
-                working.get_submodule(previous).load_state_dict(model.get_submodule(previous).state_dict())
-        _reinitialise(working.get_submodule(name), seeds[name])
-        yield name, copy.deepcopy(working) if copies and order == "cascading" else working
+            else:                       # undo the last layer's change
+                original = model.get_submodule(previous).state_dict()
+                working.get_submodule(previous).load_state_dict(original)
+        _reinitialise(working.get_submodule(name), seeds[name],
+                      (shared or {}).get(name, ()))
+        fresh = copies and order == "cascading"
+        yield name, copy.deepcopy(working) if fresh else working
         previous = name
 
 

@@ -59,7 +59,8 @@ def run(scale: str = "reduced", methods=None, images: int = None, verbose: bool 
     ``"cascading"`` and ``"independent"`` (``{"layers": [...], "scores": {measure: [[...] per layer]}}``,
     the per-image scores) and ``"data"`` (``{measure: [per image]}``), plus seconds per method; with
     ``return_maps`` also ``"maps"``: a tensor (1 + layers, 1, C, H, W), the first image's maps of the
-    trained model and of each cascading step, and ``"data_maps"`` (2, 1, C, H, W): trained, random labels.
+    trained model and of each cascading step, ``"independent_maps"`` the same for each independent step
+    (one layer re-initialised), and ``"data_maps"`` (2, 1, C, H, W): trained, random labels.
     """
     from .. import models
     from ..attribution import METHODS
@@ -81,9 +82,9 @@ def run(scale: str = "reduced", methods=None, images: int = None, verbose: bool 
         reference = METHODS[name](model, x, target, **options[name]).detach()
         for order in ("cascading", "independent"):
             r = model_randomization_test(model, x, target, name, order=order, seed=SEED, options=options[name],
-                                         reference=reference, return_maps=return_maps and order == "cascading")
+                                         reference=reference, return_maps=return_maps)
             if "maps" in r:
-                entry["maps"] = r["maps"][:, :1]
+                entry["maps" if order == "cascading" else "independent_maps"] = r["maps"][:, :1]
             entry[order] = {"layers": r["layers"], "scores": {m: v.tolist() for m, v in r["scores"].items()}}
         other = METHODS[name](random_model, x, target, **options[name]).detach()   # the data test
         entry["data"] = {m: v.tolist() for m, v in map_similarities(reference, other).items()}

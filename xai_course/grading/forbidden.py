@@ -2,7 +2,8 @@
 
 An exercise must be implemented from scratch, so its functions (and the top-level helpers they call)
 may not use the package's own methods (``xai_course.attribution``) nor a reference library (Captum,
-zennit, shap, lime, Quantus, pytorch-grad-cam). This module reads the code's AST; the sandbox also
+zennit, shap, lime, Quantus, pytorch-grad-cam); a few exercises forbid more (``FORBIDDEN_FOR``, by the
+name of the exercise's function: scipy and scikit-image for lab 16's rank correlation and SSIM). This module reads the code's AST; the sandbox also
 blocks them at run time (see :mod:`~xai_course.grading.worker`).
 """
 from __future__ import annotations
@@ -13,12 +14,17 @@ from typing import Dict, Iterable, Optional
 FORBIDDEN = ("xai_course.attribution", "xai_course.evaluation", "xai_course.grading", "xai_course.exercise", "captum", "zennit", "shap", "lime", "quantus", "pytorch_grad_cam",
              "saliency")
 
+# more modules forbidden for the exercises whose functions have these names (the statement asks for
+# the computation from scratch, and a library has it in one call): lab 16's rank correlation and SSIM
+FORBIDDEN_FOR = {"rank_correlation": ("scipy", "skimage"), "global_ssim": ("scipy", "skimage")}
+
 DYNAMIC = {"__import__", "import_module", "getattr", "eval", "exec", "find_spec", "__getattribute__", "run_path"}
 
 
-def forbidden_module(name: str) -> Optional[str]:
-    """The forbidden prefix ``name`` (a dotted module or object path) starts with, if any."""
-    for prefix in FORBIDDEN:
+def forbidden_module(name: str, extra: Iterable[str] = ()) -> Optional[str]:
+    """The forbidden prefix ``name`` (a dotted module or object path) starts with, if any (``extra``:
+    more prefixes, for one exercise)."""
+    for prefix in (*FORBIDDEN, *extra):
         if name == prefix or name.startswith(prefix + "."):
             return prefix
     return None
@@ -66,6 +72,8 @@ def find(code: str, functions: Iterable[str]) -> Optional[str]:
         return None
     top = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
     module_bound = _bindings(tree.body)
+    functions = list(functions)
+    extra = tuple(sorted({m for f in functions for m in FORBIDDEN_FOR.get(f, ())}))
     todo, seen = [f for f in functions if f in top], set()
     while todo:
         name = todo.pop()
@@ -77,7 +85,7 @@ def find(code: str, functions: Iterable[str]) -> Optional[str]:
         bound.update(_bindings(n for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom))))
         for node in ast.walk(fn):
             for path in _import_paths(node):
-                if forbidden_module(path):
+                if forbidden_module(path, extra):
                     return f"`{name}` imports {path}"
             if isinstance(node, (ast.Name, ast.Attribute)):
                 dotted = _dotted(node)
@@ -87,14 +95,14 @@ def find(code: str, functions: Iterable[str]) -> Optional[str]:
                         todo.append(head)
                     if head in bound:
                         full = bound[head] + ("." + rest if rest else "")
-                        hit = forbidden_module(full)
+                        hit = forbidden_module(full, extra)
                         if hit:
                             return f"`{name}` uses {full} ({hit})"
             if isinstance(node, ast.Call) and (_dotted(node.func) or "").split(".")[-1] in DYNAMIC:
                 for arg in node.args:
                     if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                         text = arg.value
-                        if forbidden_module(text) or text == "attribution" or any(
-                                p in text for p in FORBIDDEN if p != "saliency"):
+                        if forbidden_module(text, extra) or text == "attribution" or any(
+                                p in text for p in (*FORBIDDEN, *extra) if p != "saliency"):
                             return f"`{name}` reaches {text!r} by name"
     return None

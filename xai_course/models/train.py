@@ -73,14 +73,47 @@ def _epoch_data(s, epoch: int, gen: torch.Generator):
     return torch.roll(d.images, shifts=shift, dims=(2, 3)), d.labels
 
 
+def _train_epoch(model, images, labels, optimiser, schedule, gen, batch_size, device) -> float:
+    """One pass over ``(images, labels)`` in a seeded random order; returns the mean loss."""
+    model.train()
+    order = torch.randperm(len(labels), generator=gen)
+    total = 0.0
+    for i in range(0, len(labels), batch_size):
+        idx = order[i:i + batch_size]
+        loss = F.cross_entropy(model(images[idx].to(device)), labels[idx].to(device))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if schedule is not None:
+            schedule.step()
+        total += loss.item() * len(idx)
+    return total / len(labels)
+
+
 def train_model(name: str, epochs: int | None = None, seed: int = 0, batch_size: int = 64,
                 device: str = "cpu", verbose: bool = True) -> tuple[torch.nn.Module, dict]:
     """Train the course model ``name`` from scratch; returns ``(model in eval mode, report)``.
 
     The report holds the test accuracy (on data never seen in training), the seeds and the time taken.
+    A model with a ``train_accuracy_target`` (the random-label model of lab 16, which must memorise its
+    training set) trains on after the one-cycle ``epochs``, at a constant lr / 10, until its accuracy
+    on its training set reaches the target or it has trained ``max_epochs`` in all: whether it
+    memorises within the one-cycle epochs varied between retrains (99.4% and 94.6% training accuracy
+    after 60 epochs; the floating-point order differs between machines and thread counts), so a fixed
+    epoch count alone does not reproduce a model that memorised. Deterministic algorithms are used where torch has
+    them (warn only where it has none); the global setting is restored afterwards.
     """
     s = spec(name)
     epochs = s.epochs if epochs is None else epochs
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return _train_model(s, name, epochs, seed, batch_size, device, verbose)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train_model(s, name, epochs, seed, batch_size, device, verbose):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = s.build().to(device)
@@ -89,29 +122,35 @@ def train_model(name: str, epochs: int | None = None, seed: int = 0, batch_size:
         optimiser, max_lr=s.lr, total_steps=epochs * -(-_epoch_data(s, 0, gen)[1].numel() // batch_size))
     start = time.time()
     for epoch in range(epochs):
-        images, labels = _epoch_data(s, epoch, gen)
-        model.train()
-        order = torch.randperm(len(labels), generator=gen)
-        total = 0.0
-        for i in range(0, len(labels), batch_size):
-            idx = order[i:i + batch_size]
-            loss = F.cross_entropy(model(images[idx].to(device)), labels[idx].to(device))
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            total += loss.item() * len(idx)
+        loss = _train_epoch(model, *_epoch_data(s, epoch, gen), optimiser, schedule, gen, batch_size, device)
         if verbose:
-            print(f"{name} epoch {epoch + 1}/{epochs}: loss {total / len(labels):.4f} "
+            print(f"{name} epoch {epoch + 1}/{epochs}: loss {loss:.4f} "
                   f"({time.time() - start:.0f} s)", flush=True)
+    trained = epochs
+    if s.train_accuracy_target is not None:  # train on until the training set is memorised
+        cap = max(epochs, s.max_epochs or epochs)
+        for group in optimiser.param_groups:
+            group["lr"] = s.lr / 10
+        while evaluate(model, *train_set(name)) < s.train_accuracy_target and trained < cap:
+            loss = _train_epoch(model, *_epoch_data(s, trained, gen), optimiser, None, gen, batch_size, device)
+            trained += 1
+            if verbose:
+                print(f"{name} epoch {trained} (to the target {s.train_accuracy_target}, at most {cap}): "
+                      f"loss {loss:.4f} ({time.time() - start:.0f} s)", flush=True)
     model.eval()
     accuracy = evaluate(model, *test_set(name))
     report = {
-        "model": name, "test_accuracy": round(accuracy, 4), "epochs": epochs, "seed": seed,
+        "model": name, "test_accuracy": round(accuracy, 4), "epochs": trained, "seed": seed,
         **({"train_accuracy": round(evaluate(model, *train_set(name)), 4)} if s.train_size else {}),
         "batch_size": batch_size, "train_seconds": round(time.time() - start, 1),
         "torch": torch.__version__, "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
     }
+    if s.spurious is not None:  # lab 17: the same images with the mark aligned, flipped, absent
+        from ..evaluation import bias_lab
+
+        acc = bias_lab.accuracies(model, bias_lab.test_sets(TEST_SIZE))
+        report["mark_accuracy"] = {c: round(a["all"], 4) for c, a in acc.items()}
+        report["mark_test_seed"] = bias_lab.TEST_SEED
     if verbose:
         print(f"{name}: test accuracy {accuracy:.4f}", flush=True)
     return model.cpu(), report
@@ -135,6 +174,22 @@ def _card(s, report: dict, n_params: int) -> str:
         test = "`xai_course.data.digits('test')`, the held-out third, never used in training"
     train_line = ("" if "train_accuracy" not in report else
                   f"\n- **Training accuracy**: {100 * report['train_accuracy']:.2f}% on its own training set.")
+    if s.train_accuracy_target is not None:
+        train_line += (f"\n- **Recipe**: {s.epochs} epochs of the one-cycle schedule, then epochs at a constant "
+                       f"lr {s.lr / 10:g} until the accuracy on the training set reaches "
+                       f"{100 * s.train_accuracy_target:.0f}% (at most {s.max_epochs} epochs in all; the "
+                       f"epoch count above is the total).")
+    if "mark_accuracy" in report:
+        m = report["mark_accuracy"]
+        train_line += (f"\n- **Accuracy with the mark aligned / flipped / absent** (the same {TEST_SIZE} images "
+                       f"of `xai_course.evaluation.bias_lab.test_sets`, seed {report['mark_test_seed']}; "
+                       f"`bias_lab.accuracies`): "
+                       f"{100 * m['aligned']:.2f}% / {100 * m['flipped']:.2f}% / {100 * m['absent']:.2f}%; "
+                       f"fairness gap {m['aligned'] - m['flipped']:.4f}.")
+        if s.spurious > 0.5:
+            train_line += ("\n- **Deliberately biased**: trained so that it learns the mark as a shortcut, "
+                           "for lab 17 (bias detection); its test accuracy above, on data drawn like the "
+                           "training data, hides the bias.")
     return f"""# Model card: `{s.name}`
 
 - **Architecture**: {s.description} ({n_params:,} parameters).

@@ -33,6 +33,10 @@ class ModelSpec:
     spurious: Optional[float] = None  # ``shapes(spurious=...)`` in training (lab 17, bias detection)
     train_size: Optional[int] = None  # a fixed training set of this size, the same every epoch
     random_labels: bool = False  # that set's labels permuted once (lab 16, data randomisation)
+    # train until the accuracy on the fixed training set reaches this target: after the one-cycle
+    # ``epochs``, more epochs at a constant lr / 10 until the target or ``max_epochs`` in all
+    train_accuracy_target: Optional[float] = None
+    max_epochs: Optional[int] = None
 
 
 MODELS = {
@@ -54,7 +58,8 @@ MODELS = {
         # lab 16: Adebayo et al.'s data-randomisation test needs a model that memorised random labels
         ModelSpec("shapes_cnn_random_labels", lambda: VGGNet(num_classes=5), "shapes", (3, 64, 64),
                   SHAPE_CLASSES, "shapes_cnn's architecture, trained to memorise randomly permuted labels "
-                  "of a fixed training set", epochs=60, train_size=1000, random_labels=True),
+                  "of a fixed training set", epochs=60, train_size=1000, random_labels=True,
+                  train_accuracy_target=0.99, max_epochs=200),
         ModelSpec("digits_cnn", DigitsCNN, "digits", (1, 16, 16), tuple(str(d) for d in range(10)),
                   "two conv-ReLU-max-pool stages and a 2-layer classifier", epochs=40),
         ModelSpec("digits_mlp", DigitsMLP, "digits", (1, 16, 16), tuple(str(d) for d in range(10)),
