@@ -3,8 +3,9 @@
 An exercise must be implemented from scratch, so its functions (and the top-level helpers they call)
 may not use the package's own methods (``xai_course.attribution``) nor a reference library (Captum,
 zennit, shap, lime, Quantus, pytorch-grad-cam); a few exercises forbid more (``FORBIDDEN_FOR``, by the
-name of the exercise's function: scipy and scikit-image for lab 16's rank correlation and SSIM). This module reads the code's AST; the sandbox also
-blocks them at run time (see :mod:`~xai_course.grading.worker`).
+name of the exercise's function: scipy and scikit-image for lab 16's rank correlation and SSIM; this
+AST check only, the sandbox does not block them). This module reads the code's AST; the sandbox also
+blocks the modules of ``FORBIDDEN`` at run time (see :mod:`~xai_course.grading.worker`).
 """
 from __future__ import annotations
 
