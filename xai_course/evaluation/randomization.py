@@ -42,25 +42,22 @@ def parameter_layers(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     A parameter shared by several modules (tied weights) belongs to its first owner only: a module
     whose own parameters all belong to earlier modules is not a layer, so a shared tensor is listed,
     and re-initialised, once."""
+    return _ownership(model)[0]
+
+
+def _ownership(model: nn.Module) -> tuple:
+    """One walk of the modules: :func:`parameter_layers`, and ``{layer name: names of its own parameters
+    that belong to an earlier layer}`` (tied weights, which its re-initialisation keeps)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    layers, seen = [], set()
-    for name, m in model.named_modules():
-        own = [id(p) for p in m.parameters(recurse=False)]
-        if any(i not in seen for i in own):
-            layers.append((name, m))
-        seen.update(own)
-    return layers
-
-
-def _shared_with_earlier(model: nn.Module) -> dict:
-    """``{layer name: names of its own parameters that belong to an earlier layer}`` (tied weights)."""
-    out, seen = {}, set()
+    layers, shared, seen = [], {}, set()
     for name, m in model.named_modules():
         own = dict(m.named_parameters(recurse=False))
-        out[name] = {k for k, p in own.items() if id(p) in seen}
+        shared[name] = {k for k, p in own.items() if id(p) in seen}
+        if len(shared[name]) < len(own):
+            layers.append((name, m))
         seen.update(id(p) for p in own.values())
-    return out
+    return layers, shared
 
 
 def _reinitialise(module: nn.Module, seed: int, keep=()) -> None:
@@ -110,12 +107,11 @@ def randomized_models(model: nn.Module, order: str = "cascading",
         seed = int(torch.Generator().seed() % 2**62)
     elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**62:
         raise ValueError(f"seed must be None or an int in [0, 2**62), got {seed!r}")
-    layers = parameter_layers(model)
+    layers, shared = _ownership(model)
     if not layers:
         raise ValueError("model has no layers with parameters: there is nothing to randomise")
     seeds = dict(zip([name for name, _ in layers], layer_seeds(seed, len(layers))))
-    return _generate(model, [name for name, _ in layers][::-1], seeds, order, copies,
-                     _shared_with_earlier(model))
+    return _generate(model, [name for name, _ in layers][::-1], seeds, order, copies, shared)
 
 
 def layer_seeds(seed: int, count: int) -> List[int]:
