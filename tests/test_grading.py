@@ -81,6 +81,7 @@ ATTACK = {
     "ref_file": ("a reference loaded under another name", "no credit"),
     "ref_notebook": ("the instructor notebook", "no credit"),
     "ref_guard_off": ("switching the guard off", "no credit"),
+    "ref_forbidden_module": ("a module only this exercise forbids, by a name built at run time", "no credit"),
     "raising_str": ("an exception whose __str__ raises", "whose message cannot be printed"),
     "huge_print": ("megabytes of output", "far too much output"),
 }
@@ -228,6 +229,25 @@ def test_static_check_accepts_from_scratch_code():
             "    \"\"\"Like Captum's Saliency, but from scratch.\"\"\"\n"
             "    return torch.autograd.grad(model(x)[:, t].sum(), x)[0]\n")
     assert forbidden.find(code, ["f"]) is None
+
+
+@pytest.mark.parametrize("forbid, expected", [
+    ('("scipy", "skimage")', ("scipy", "skimage")), ('"scipy"', ("scipy",)), ("[]", ()),
+    ('("torch",)', ValueError), ('("numpy",)', ValueError), ('("scipy.stats",)', ValueError), ("(3,)", ValueError),
+])
+def test_an_exercise_mark_forbids_top_level_modules_other_than_the_workers_own(tmp_path, forbid, expected):
+    (tmp_path / "test_ch97.py").write_text(
+        "import pytest\n\n\n"
+        f"@pytest.mark.exercise('97.1', points=1, functions=['f'], forbid={forbid})\n"
+        "def test_f(submission):\n    pass\n")
+    if expected is ValueError:
+        with pytest.raises(ValueError, match="forbid"):
+            grader.collect([tmp_path], [], None)
+    else:
+        (item,) = grader.collect([tmp_path], [], None)
+        assert item.forbid == expected
+        code = "import scipy.stats\n\ndef f(a, b):\n    return scipy.stats.spearmanr(a, b)\n"
+        assert (forbidden.find(code, ["f"], item.forbid) is not None) == ("scipy" in expected)
 
 
 # --- the plain-data protocol and the model recipes (no subprocess) ----------------------------------------

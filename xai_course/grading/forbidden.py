@@ -2,10 +2,11 @@
 
 An exercise must be implemented from scratch, so its functions (and the top-level helpers they call)
 may not use the package's own methods (``xai_course.attribution``) nor a reference library (Captum,
-zennit, shap, lime, Quantus, pytorch-grad-cam); a few exercises forbid more (``FORBIDDEN_FOR``, by the
-name of the exercise's function: scipy and scikit-image for lab 16's rank correlation and SSIM; this
-AST check only, the sandbox does not block them). This module reads the code's AST; the sandbox also
-blocks the modules of ``FORBIDDEN`` at run time (see :mod:`~xai_course.grading.worker`).
+zennit, shap, lime, Quantus, pytorch-grad-cam). An exercise may forbid more in its grading tests'
+mark, ``@pytest.mark.exercise("16.1", ..., forbid=("scipy", "skimage"))`` (lab 16's rank correlation and
+SSIM: the statement asks for the computation, and a library has it in one call): the grader passes them
+here as ``extra`` and to the sandbox. This module reads the code's AST; the sandbox also blocks the
+modules of ``FORBIDDEN`` and the exercise's ``forbid`` at run time (see :mod:`~xai_course.grading.worker`).
 """
 from __future__ import annotations
 
@@ -14,10 +15,6 @@ from typing import Dict, Iterable, Optional
 
 FORBIDDEN = ("xai_course.attribution", "xai_course.evaluation", "xai_course.grading", "xai_course.exercise", "captum", "zennit", "shap", "lime", "quantus", "pytorch_grad_cam",
              "saliency")
-
-# more modules forbidden for the exercises whose functions have these names (the statement asks for
-# the computation from scratch, and a library has it in one call): lab 16's rank correlation and SSIM
-FORBIDDEN_FOR = {"rank_correlation": ("scipy", "skimage"), "global_ssim": ("scipy", "skimage")}
 
 DYNAMIC = {"__import__", "import_module", "getattr", "eval", "exec", "find_spec", "__getattribute__", "run_path"}
 
@@ -65,8 +62,9 @@ def _import_paths(node):
     return []
 
 
-def find(code: str, functions: Iterable[str]) -> Optional[str]:
-    """Why the functions ``functions`` of ``code`` use a reference implementation, or None if they do not."""
+def find(code: str, functions: Iterable[str], extra: Iterable[str] = ()) -> Optional[str]:
+    """Why the functions ``functions`` of ``code`` use a reference implementation (or a module of ``extra``,
+    the exercise's own ``forbid``), or None if they do not."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
@@ -74,7 +72,7 @@ def find(code: str, functions: Iterable[str]) -> Optional[str]:
     top = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
     module_bound = _bindings(tree.body)
     functions = list(functions)
-    extra = tuple(sorted({m for f in functions for m in FORBIDDEN_FOR.get(f, ())}))
+    extra = tuple(extra)
     todo, seen = [f for f in functions if f in top], set()
     while todo:
         name = todo.pop()

@@ -139,9 +139,22 @@ def code_for(extracted, exercise_id: str) -> dict:
 
 # --- the tests: collected in this process only --------------------------------------------------------------
 class Item:
-    def __init__(self, function, name, exercise, points, functions, params, hidden):
+    def __init__(self, function, name, exercise, points, functions, params, hidden, forbid=()):
         self.function, self.name, self.exercise, self.points = function, name, exercise, points
-        self.functions, self.params, self.hidden = functions, params, hidden
+        self.functions, self.params, self.hidden, self.forbid = functions, params, hidden, tuple(forbid)
+
+
+def _forbid(mark, where: str) -> tuple:
+    """The mark's ``forbid``: top-level module names the exercise may not use (a tuple of str)."""
+    forbid = mark.kwargs.get("forbid", ())
+    if isinstance(forbid, str):
+        forbid = (forbid,)
+    if not isinstance(forbid, (tuple, list)) or not all(
+            isinstance(m, str) and m.isidentifier() and m not in ("torch", "numpy", "builtins", "sys")
+            for m in forbid):
+        raise ValueError(f"{where}: forbid must be top-level module names other than torch, numpy, builtins "
+                         f"and sys (the worker runs on them), got {forbid!r}")
+    return tuple(forbid)
 
 
 def _marks(fn, name):
@@ -189,9 +202,10 @@ def collect(test_dirs, hidden_dirs, chapters):
                     ex = str(mark.args[0] if mark.args else mark.kwargs["id"])
                     if chapters and ex.split(".")[0] not in chapters:
                         continue
+                    forbid = _forbid(mark, f"{path.name}::{attr}")
                     for pid, params in _expand(fn):
                         items.append(Item(fn, attr + (f"[{pid}]" if pid else ""), ex, mark.kwargs.get("points", 1),
-                                          list(mark.kwargs.get("functions", [])), params, hidden))
+                                          list(mark.kwargs.get("functions", [])), params, hidden, forbid))
     return items
 
 
@@ -277,15 +291,16 @@ def grade_student(paths, items, slot, timeout):
     extracted, notes = extract(paths)
     exercises = OrderedDict()
     for item in items:
-        exercises.setdefault(item.exercise, {"points": item.points, "items": [], "functions": set()})
+        exercises.setdefault(item.exercise, {"points": item.points, "items": [], "functions": set(), "forbid": set()})
         exercises[item.exercise]["items"].append(item)
         exercises[item.exercise]["functions"].update(item.functions)
+        exercises[item.exercise]["forbid"].update(item.forbid)  # any test's forbid holds for the whole exercise
     records = []
     for ex_id, entry in sorted(exercises.items()):
         code = code_for(extracted, ex_id)
         reason = None
         try:
-            reason = forbidden.find(code["code"], entry["functions"])
+            reason = forbidden.find(code["code"], entry["functions"], sorted(entry["forbid"]))
         except (RecursionError, ValueError, MemoryError):
             reason = None
         results, context = [], None
@@ -294,7 +309,7 @@ def grade_student(paths, items, slot, timeout):
                 result = {"status": "forbidden", "output": "",
                           "message": f"no credit: {reason}; the exercise must be implemented from scratch"}
             else:  # one worker per exercise, replaced after any failure (a crash, a time-out, a wrong answer)
-                context = context or remote.Context(slot, code["code"], timeout)
+                context = context or remote.Context(slot, code["code"], timeout, sorted(entry["forbid"]))
                 result = run_item(item, context, code)
                 if context.pid is None:
                     context = None

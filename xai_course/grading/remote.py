@@ -173,7 +173,7 @@ class Slot:
         self.ctrl.settimeout(30)
         return json.loads(self.ctrl.recv(1 << 16))
 
-    def spawn(self, sock_fd: int, out_fd: int) -> tuple:
+    def spawn(self, sock_fd: int, out_fd: int, forbid=()) -> tuple:
         workdir = None
         if not (self.uid is not None and self.mode.get("namespace")):  # else the worker gets a private /tmp
             if self.tmp is None:
@@ -184,7 +184,7 @@ class Slot:
             if self.uid is not None:
                 os.chown(workdir, self.uid, self.uid)
         message = {"op": "spawn", "uid": self.uid, "namespace": self.mode.get("namespace", False),
-                   "hide": self.hide if self.uid is not None else [], "workdir": workdir}
+                   "hide": self.hide if self.uid is not None else [], "workdir": workdir, "forbid": list(forbid)}
         return self.request(message, [sock_fd, out_fd])["pid"], workdir
 
     def cleanup(self, pid: int, workdir) -> object:
@@ -246,8 +246,8 @@ class Capture(threading.Thread):
 
 # --- one test's view of the student ------------------------------------------------------------------------
 class Context:
-    def __init__(self, slot: Slot, code: str, timeout: float):
-        self.slot, self.code, self.timeout = slot, code, timeout
+    def __init__(self, slot: Slot, code: str, timeout: float, forbid=()):
+        self.slot, self.code, self.timeout, self.forbid = slot, code, timeout, tuple(forbid)
         self.sock = self.pid = self.capture = None
         self.functions, self.problems, self.failure, self.outputs = None, [], None, []
         self.forbidden, self.status, self.workdir = [], None, None
@@ -265,7 +265,7 @@ class Context:
         ours, theirs = socket.socketpair()
         r, w = os.pipe()
         try:
-            self.pid, self.workdir = self.slot.spawn(theirs.fileno(), w)
+            self.pid, self.workdir = self.slot.spawn(theirs.fileno(), w, self.forbid)
         finally:
             theirs.close()
             os.close(w)

@@ -12,7 +12,8 @@ worker; the worker
    its own, then becomes an unprivileged user of its own (``uid = 60000 + slot``), with no way back
    (``PR_SET_NO_NEW_PRIVS``) and a process limit;
 3. installs an audit hook (defence in depth, and the only filter without root) that refuses imports of
-   the reference libraries and of the course package, reading files outside the Python installation
+   the reference libraries, of the course package and of the modules the exercise's grading tests
+   forbid (their mark's ``forbid``, e.g. scipy in lab 16's rank correlation), reading files outside the Python installation
    (or inside a reference library or the course package), writing outside its working folder,
    starting processes, signals to other processes, ctypes, sockets and gc introspection;
 4. loads the student's code and answers calls: ``{"name", "args", "kwargs"}`` in, the return value as
@@ -242,11 +243,33 @@ def _limits() -> None:
             pass
 
 
-def make_guard(write_dir, tripped: list, hidden=()):
+def _module_files(names) -> tuple:
+    """Where the modules ``names`` live: a package's folder, or a single-file module and its compiled
+    caches (``__pycache__/name.*.pyc`` sits beside it, outside its path). ``importlib.import_module``
+    raises no "import" audit event, so refusing to read these files is what stops it."""
+    found = []
+    for name in names:
+        where = package_dir(name)
+        if not where:
+            continue
+        found.append(where)
+        if where.endswith(".py"):
+            for level in ("", 1, 2):
+                try:
+                    found.append(os.path.realpath(importlib.util.cache_from_source(where, optimization=level)))
+                except (NotImplementedError, ValueError):
+                    pass
+    return tuple(found)
+
+
+def make_guard(write_dir, tripped: list, hidden=(), forbid=()):
     """The audit hook. Everything it uses is bound here (C functions, tuples, a list): patching modules
     later changes nothing, and audit hooks cannot be removed. ``hidden``: the folders the sandbox hid
     (tests, notebooks, submissions...); reading them is refused as an attempt even where the private
-    /tmp would only answer "no such file" (a checkout under /tmp)."""
+    /tmp would only answer "no such file" (a checkout under /tmp). ``forbid``: more top-level modules
+    this exercise may not import (its mark's ``forbid``), refused like the reference libraries and
+    their folders unreadable; :func:`worker_main` has dropped them from ``sys.modules`` first, since
+    an import that ``sys.modules`` answers raises no audit event."""
     lstat, readlink, fspath, getpid, S_ISLNK = os.lstat, os.readlink, os.fspath, os.getpid, stat.S_ISLNK
     getcwd, len_, hasattr_, type_ = os.getcwd, len, hasattr, type
     import pathlib
@@ -254,7 +277,9 @@ def make_guard(write_dir, tripped: list, hidden=()):
     path_types = (pathlib.PosixPath, pathlib.PurePosixPath)
     isinstance_, str_, bytes_, int_, tuple_ = isinstance, str, bytes, int, tuple
     hidden = tuple(p for p in hidden if not (write_dir == p or (write_dir or "").startswith(p.rstrip("/") + "/")))
-    deny_dirs, read_dirs, forbidden = FORBIDDEN_DIRS + hidden, READ_DIRS, FORBIDDEN
+    forbid = tuple(forbid)
+    extra_dirs = _module_files(forbid)
+    deny_dirs, read_dirs, forbidden = FORBIDDEN_DIRS + hidden + extra_dirs, READ_DIRS, FORBIDDEN + forbid
     write_dirs = (write_dir,) if write_dir else ()
     append, PermissionError_, ImportError_ = tripped.append, PermissionError, ImportError
     proc_self = f"/proc/{getpid()}"
@@ -570,8 +595,11 @@ def worker_main(sock_fd: int, out_fd: int, request: dict) -> None:
         os.path.realpath(p) == d or os.path.realpath(p).startswith(d + "/") for d in READ_DIRS)
         and not any(os.path.realpath(p).startswith(d) for d in FORBIDDEN_DIRS)]
     sys.path_importer_cache.clear()
+    forbid = tuple(m for m in request.get("forbid") or [] if isinstance(m, str) and m.isidentifier())
+    for name in [n for n in sys.modules if n.split(".")[0] in forbid]:  # imported already: import it afresh
+        del sys.modules[name]
     tripped: list = []
-    sys.addaudithook(make_guard(write_dir, tripped, tuple(request.get("hide", []))))
+    sys.addaudithook(make_guard(write_dir, tripped, tuple(request.get("hide", [])), forbid))
     protocol.send(sock, {"ready": True})
     try:
         serve(sock, tripped)

@@ -1,6 +1,8 @@
 """Grading tests of a made-up chapter 99, used by tests/test_grading.py to grade crafted submissions.
 
-99.1 (2 points, one test): ``gradient(model, inputs, target)``, the signed gradient of logit[target].
+99.1 (2 points, one test): ``gradient(model, inputs, target)``, the signed gradient of logit[target];
+                            it forbids the standard library's ``colorsys`` (standing in for a library
+                            that has the answer in one call, as scipy has lab 16's).
 99.2 (1 point, one test):   ``times_input(model, inputs, target)``, input x gradient.
 """
 import pytest
@@ -16,7 +18,7 @@ def reference_gradient(model, x, target):
     return g
 
 
-@pytest.mark.exercise("99.1", points=2, functions=["gradient"])
+@pytest.mark.exercise("99.1", points=2, functions=["gradient"], forbid=("colorsys",))
 def test_gradient_on_random_mlp(submission):
     fresh_seed()
     model, x = random_mlp(5, 8, 3), torch.randn(4, 5)  # one test keeps the repository's test suite fast
