@@ -34,5 +34,18 @@ def test_the_labs_share_the_fixed_options():
     for table in tables:
         assert table["grad_cam"] == {"layer": lab_options.GRAD_CAM_LAYER}
         assert table.get("occlusion", {"window": 8})["window"] == 8
-    assert list(tables[0]) == list(pp_lab.COMPARED) and not set(pp_lab.COMPARED) & set(pp_lab.SKIPPED)
-    assert set(pp_lab.COMPARED) | set(pp_lab.SKIPPED) == set(METHODS)
+    assert list(tables[0]) == list(pp_lab.COMPARED) and set(pp_lab.COMPARED) == set(METHODS)
+
+
+def test_pp_lab_scales_set_the_perturbation_methods():
+    images = torch.rand(2, 3, 64, 64)
+    live = pp_lab.method_options(pp_lab.REDUCED, seed=0, images=images)
+    full = pp_lab.method_options(pp_lab.FULL, seed=0, images=images)
+    assert live["occlusion"] == {"window": 8, "stride": pp_lab.REDUCED["stride"]}
+    assert full["occlusion"]["stride"] == 1 and full["lime"]["samples"] == full["kernel_shap"]["samples"] == 1000
+    assert live["lime"]["samples"] == pp_lab.REDUCED["perturbation_samples"] < 1000
+    assert live["shapley_values"]["segments"].unique().numel() == pp_lab.REDUCED["cells"] ** 2
+    assert "segments" not in full["shapley_values"]                          # its default superpixels
+    assert live["xrai"]["steps"] == pp_lab.REDUCED["ig_steps"] and len(full["xrai"]["segments"]) == 2
+    rows = pp_lab.scale_table()
+    assert ("shapley_values", "players", "3x3 grid", "superpixels") in rows

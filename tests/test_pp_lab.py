@@ -4,9 +4,11 @@ import json
 
 import pytest
 
+from xai_course.attribution import METHODS
 from xai_course.evaluation import pp_lab
 
-TINY = dict(n=2, fractions=(0.1, 0.5), steps=2, samples=4, subset=0.05, ig_steps=4, smoothgrad_samples=2)
+TINY = dict(n=2, fractions=(0.1, 0.5), steps=2, samples=4, subset=0.05, ig_steps=4, smoothgrad_samples=2, stride=8,
+            perturbation_samples=8, cells=2)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,7 @@ def test_findings_by_hand():
 def test_main_writes_the_command_and_versions(tmp_path, monkeypatch):
     monkeypatch.setattr(pp_lab, "REDUCED", TINY)
     monkeypatch.setattr(pp_lab, "method_options",
-                        lambda scale, seed: {"random_attribution": {"seed": seed}})
+                        lambda scale, seed, images=None: {"random_attribution": {"seed": seed}})
     out = tmp_path / "pp.json"
     pp_lab.main(["--out", str(out)])
     saved = pp_lab.load_results(out)
@@ -106,8 +108,16 @@ def test_shipped_full_results():
     full = pp_lab.load_results()
     assert full["command"] == "python -m xai_course.evaluation.pp_lab --full"
     assert full["config"]["n"] == pp_lab.FULL["n"] and full["config"]["fractions"] == list(pp_lab.FULL["fractions"])
-    assert set(pp_lab.REPORT_METHODS) <= set(full["methods"]) and "findings" in full
+    assert full["methods"] == list(pp_lab.COMPARED) and set(full["methods"]) == set(METHODS) and "findings" in full
     assert full["seed"] == 0 and {"torch", "xai_course", "python"} <= set(full["versions"])
     for name in full["methods"]:                                          # every metric the lab reads
         assert set(full["pp"][name]["mean"]["most"]) == set(pp_lab.METRICS)
         assert set(full["perturbed"][name]["mean"]["most"]) == {"argmax", "afoc_by_class"}
+
+
+def test_run_takes_the_perturbation_methods_at_the_scale():
+    got = pp_lab.run(TINY, seed=0, methods=list(pp_lab.PERTURBATION_METHODS))
+    assert got["methods"] == list(pp_lab.PERTURBATION_METHODS)
+    assert got["config"]["stride"] == 8 and got["config"]["cells"] == 2
+    for name in pp_lab.PERTURBATION_METHODS:
+        assert len(got["pp"][name]["mean"]["least"]["afoc"]["mean"]) == 2

@@ -35,39 +35,52 @@ RESULTS = Path(__file__).with_name("results") / "pp_lab.json"
 # the report's four: its "Input-Gradient" is the plain gradient (its footnote 8; FullGrad's reference code
 # sums |dS/dx| over the channels), i.e. ``saliency`` with its default abs=True, not gradient x input
 REPORT_METHODS = ("fullgrad", "grad_cam", "saliency", "random_attribution")
-SKIPPED = {  # methods of METHODS left out, and why (costs at their default options, timed on 2 busy cores)
-    "occlusion": "an 8x8 window at stride 1: 3,249 model passes an image (about 1.5 s an image)",
-    "lime": "1,000 perturbed samples per image and a surrogate fitted per image (about 1.5 s an image)",
-    "kernel_shap": "1,000 perturbed samples per image and a weighted fit per image (about 1 s an image)",
-    "shapley_values": "exact Shapley values: 2^M coalitions of M superpixels per image (about 8 s an image)",
-    "xrai": "segments at several scales and integrated gradients per image (about 1.2 s an image)",
-}
-SKIPPED_WHY = ("together about 13 s an image on 2 busy cores, plus about 30 s of PP, insertion/deletion and "
-               "faithfulness passes per method: they would take the full run from about 7 to about 14 "
-               "minutes on 2 idle cores, too close to its 15-minute budget")
+# the perturbation methods cost far more model passes an image than the gradient methods; the scales
+# set how many (``stride`` of the 8x8 occlusion window, ``perturbation_samples`` of LIME and Kernel SHAP,
+# ``cells``: exact Shapley values on a cells x cells grid of squares; None: on the default superpixels)
 REDUCED = dict(n=8, fractions=(0.02, 0.05, 0.1, 0.25, 0.5), steps=8, samples=16, subset=0.05,
-               ig_steps=16, smoothgrad_samples=10)
+               ig_steps=16, smoothgrad_samples=10, stride=4, perturbation_samples=200, cells=3)
 FULL = dict(n=48, fractions=(0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-            steps=20, samples=50, subset=0.05, ig_steps=32, smoothgrad_samples=32)
+            steps=20, samples=50, subset=0.05, ig_steps=32, smoothgrad_samples=32, stride=1,
+            perturbation_samples=1000, cells=None)
 METRICS = ("afoc", "afoc_others", "kl", "pcuo", "pcuo_others", "entropy")
 FILLS = ("black", "mean")
 ORDERS = ("most", "least")
 COMPARED = ("fullgrad", "grad_cam", "saliency", "random_attribution", "input_x_gradient", "integrated_gradients",
             "smoothgrad", "deeplift", "deepshap", "gradient_shap", "guided_backprop", "deconvnet", "guided_grad_cam",
-            "lrp")  # every method of METHODS but the SKIPPED ones, in the order of the results
+            "lrp", "occlusion", "lime", "kernel_shap", "shapley_values", "xrai")  # every method of METHODS
+PERTURBATION_METHODS = ("occlusion", "lime", "kernel_shap", "shapley_values", "xrai")
 
 
-def method_options(scale: dict, seed: int) -> dict:
-    """The methods the lab compares (those of ``METHODS`` not in :data:`SKIPPED`, in :data:`COMPARED`'s
-    order) and the options each is called with on ``shapes_cnn``: the labs' shared table
-    (:func:`.lab_options.method_options`) with the scale's ``ig_steps`` integrated-gradients steps and
-    ``smoothgrad_samples`` SmoothGrad samples (fewer in :data:`REDUCED`, the notebook's live run, than
-    in :data:`FULL`), 8 GradientSHAP samples, and a black image as the one baseline of DeepSHAP and
-    GradientSHAP. Saliency keeps its default ``abs=True``: the report's input-gradient map."""
+def method_options(scale: dict, seed: int, images: torch.Tensor = None) -> dict:
+    """The methods the lab compares (every method of ``METHODS``, in :data:`COMPARED`'s order) and the
+    options each is called with on ``shapes_cnn``: the labs' shared table
+    (:func:`.lab_options.method_options`) with the scale's ``ig_steps`` integrated-gradients and XRAI
+    steps, ``smoothgrad_samples`` SmoothGrad samples, ``stride`` of the 8x8 occlusion window,
+    ``perturbation_samples`` of LIME and Kernel SHAP and ``cells`` (exact Shapley values on a grid of
+    ``cells`` x ``cells`` squares; None: on the default superpixels), all smaller in :data:`REDUCED`,
+    the notebook's live run, than in :data:`FULL`; 8 GradientSHAP samples, and a black image as the one
+    baseline of DeepSHAP and GradientSHAP. ``images``: the images the options are for (LIME's and Kernel
+    SHAP's superpixels, XRAI's segments and the Shapley grid are computed from them once; without them
+    each method makes its own). Saliency keeps its default ``abs=True``: the report's input-gradient map."""
     black = torch.zeros(1, 3, 64, 64)
     options = lab_options.method_options(seed=seed, steps=scale["ig_steps"], samples=scale["smoothgrad_samples"],
-                                         baseline_samples=8, background=black)
+                                         baseline_samples=8, background=black, stride=scale["stride"],
+                                         perturbation_samples=scale["perturbation_samples"],
+                                         cells=scale["cells"] if images is not None else None, images=images)
     return {name: options[name] for name in COMPARED}
+
+
+def scale_table(scales=(("live (reduced)", REDUCED), ("full", FULL))) -> list:
+    """Rows (method, option, value per scale) of what the scales set for the perturbation methods."""
+    def players(scale):
+        return "superpixels" if scale["cells"] is None else f"{scale['cells']}x{scale['cells']} grid"
+    rows = [("occlusion", "8x8 window, stride", *[s["stride"] for _, s in scales]),
+            ("lime, kernel_shap", "samples an image", *[s["perturbation_samples"] for _, s in scales]),
+            ("shapley_values", "players", *[players(s) for _, s in scales]),
+            ("integrated_gradients, xrai", "steps", *[s["ig_steps"] for _, s in scales]),
+            ("smoothgrad", "samples", *[s["smoothgrad_samples"] for _, s in scales])]
+    return rows
 
 
 def stats(values: torch.Tensor, dim: int = -1) -> dict:
@@ -93,14 +106,14 @@ def run(scale: dict = REDUCED, seed: int = 0, model_name: str = "shapes_cnn", me
     x, masks = d.images, d.masks
     with torch.no_grad():
         predicted = model(x).argmax(1)
-    options = method_options(scale, seed)
+    options = method_options(scale, seed, images=x)
     names = list(methods or options)
     classes = list(d.classes)
     hw = x.shape[2] * x.shape[3]
     out = {"config": {"model": model_name, "images": f"data.shapes({scale['n']}, seed={TEST_SEED})",
                       "target": "the predicted class", **{k: list(v) if isinstance(v, tuple) else v
                                                          for k, v in scale.items()}},
-           "methods": names, "classes": classes, "skipped": SKIPPED, "skipped_why": SKIPPED_WHY,
+           "methods": names, "classes": classes,
            "accuracy": float((predicted == d.labels).double().mean()),
            "predicted": [classes[int(c)] for c in predicted], "pp": {}, "perturbed": {}, "insertion": {},
            "deletion": {}, "faithfulness": {}, "pointing_game": {}, "relevance_mass": {}, "iou": {},
@@ -172,6 +185,9 @@ def findings(results: dict) -> dict:
     3. *FullGrad is better on the least-salient scheme*: with mean fill,
        FullGrad has the lowest AFOC and the lowest PCUO (averaged over
        fractions) of the four methods.
+
+    Claims 1 and 3 read those of the four methods that ``results`` has
+    (a run without them: no comparisons, no best method, neither holds).
     """
     four = [m for m in REPORT_METHODS if m in results["pp"]]
     within = total = 0
@@ -202,7 +218,7 @@ def findings(results: dict) -> dict:
              for order in ORDERS}
     better = {"least": lower["least"], "most": {m: not v for m, v in lower["most"].items()}}
     least = {metric: {m: average(m, "mean", "least", metric) for m in four} for metric in ("afoc", "pcuo")}
-    best = {metric: min(v, key=v.get) for metric, v in least.items()}
+    best = {metric: min(v, key=v.get) if v else None for metric, v in least.items()}  # None: none of the four ran
     return {
         "within_one_sd": {"share": share, "comparisons": total, "holds": share > 0.5, "per_scheme": schemes},
         "mean_fill_reduces_artifacts": {
