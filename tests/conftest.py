@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 
-import sys
 
 import pytest
 import torch
@@ -127,33 +126,6 @@ def make(name: str, seed: int = 0, n: int = 2):
 
 
 ALL_ARCHITECTURES = ARCHITECTURES + ["sigmoid_mlp", "functional_cnn"]
-
-
-def _layout_check() -> bool:
-    """Whether the call runs inside ``_core._runs_channels_last``: the one-example trial run that decides
-    a model's memory layout, made once per model, not one of a method's passes."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == "_runs_channels_last":
-            return True
-        frame = frame.f_back
-    return False
-
-
-class BatchCounter:
-    """Forward pre-hook that records the batch size of every forward pass of a model (not counting the
-    layout check, see :func:`_layout_check`)."""
-
-    def __init__(self, model):
-        self.sizes = []
-        self.handle = model.register_forward_pre_hook(
-            lambda m, args: None if _layout_check() else self.sizes.append(args[0].shape[0]))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
 
 
 # ---------------------------------------------------------------- float32 tolerances

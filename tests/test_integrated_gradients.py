@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from conftest import ALL_ARCHITECTURES as ALL, BatchCounter, float32_atol, make, make_architecture
+from conftest import ALL_ARCHITECTURES as ALL, float32_atol, make, make_architecture
 from hygiene import assert_inputs_unchanged, assert_unchanged, inputs_snapshot, snapshot
-from xai_course.attribution import METHODS, gradient_shap, integrated_gradients, make_baseline
+from xai_course.attribution import METHODS, count_passes, gradient_shap, integrated_gradients, make_baseline
 from xai_course.attribution.integrated_gradients import RULES as QUADRATURES
 from xai_course.attribution.integrated_gradients import expected_gradients, quadrature
 from xai_course.models import Saturating
@@ -225,12 +225,12 @@ def test_double_precision():
 def test_batch_size_gives_the_same_result_and_bounds_each_pass(arch, batch_size):
     model, x, target = make(arch, n=3)  # batch sizes below, at and above N = 3, dividing 15 points or not
     steps = 5
-    with BatchCounter(model) as all_at_once:
+    with count_passes(model) as all_at_once:
         expected = integrated_gradients(model, x, target, steps=steps, method="riemann_middle")
-    assert all_at_once.sizes == [steps * len(x)]  # the floor: every path point in one pass
-    with BatchCounter(model) as chunked:
+    assert all_at_once == [steps * len(x)]  # the floor: every path point in one pass
+    with count_passes(model) as chunked:
         got = integrated_gradients(model, x, target, steps=steps, method="riemann_middle", batch_size=batch_size)
-    assert max(chunked.sizes) <= batch_size and sum(chunked.sizes) == steps * len(x)
+    assert max(chunked) <= batch_size and sum(chunked) == steps * len(x)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=float32_atol(expected))
 
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from xai_course import data, models
-from xai_course.attribution import METHODS, activation_maximization
+from xai_course.attribution import METHODS, activation_maximization, count_passes
 from xai_course.attribution._core import fast_layout
 from xai_course.evaluation import lab_options
 
@@ -58,3 +58,21 @@ def test_activation_maximization_on_a_model_that_views_and_on_float64(twins):
     tiny = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).double().eval()
     for start in ("noise", "zeros", torch.zeros(3, 2, 2)):     # the start takes the model's dtype
         assert activation_maximization(tiny, 0, (3, 2, 2), steps=3, start=start, seed=0).dtype == torch.float64
+
+
+def test_count_passes_leaves_out_the_layout_check_only():
+    model = models.load("shapes_cnn").eval()           # a model the package has not met: it checks once
+    x, target = data.shapes(3, seed=6).images, torch.tensor([0, 1, 2])
+    seen = []
+    handle = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
+    try:
+        with count_passes(model) as sizes:
+            METHODS["saliency"](model, x, target)
+            METHODS["smoothgrad"](model, x, target, samples=4, seed=0)
+    finally:
+        handle.remove()
+    assert seen == [1] + sizes                          # a plain hook sees the check, one example
+    assert sizes == [3, 12]                             # saliency: one pass; SmoothGrad: 4 samples of 3
+    with count_passes(model) as again:
+        METHODS["saliency"](model, x, target)
+    assert again == [3] and not model._forward_pre_hooks   # checked once per model; the hook is removed

@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import BatchCounter, make
+from conftest import make
 from hygiene import assert_inputs_unchanged, assert_unchanged, inputs_snapshot, snapshot
+from xai_course.attribution import count_passes
 from xai_course.attribution.masking import (check_segments, make_fill, masked_outputs, paint, segment_means,
                                             superpixels)
 
@@ -95,9 +96,9 @@ def test_batches_never_exceed_batch_size_and_do_not_change_outputs(batch_size):
     masks = torch.rand(3, 10, 16, generator=torch.Generator().manual_seed(1)) > 0.3
     seg = superpixels(x, "grid")
     expected = masked_outputs(model, x, target, masks, seg, batch_size=1000)
-    with BatchCounter(model) as counter:
+    with count_passes(model) as counter:
         got = masked_outputs(model, x, target, masks, seg, batch_size=batch_size)
-    assert max(counter.sizes) <= batch_size and sum(counter.sizes) == 30
+    assert max(counter) <= batch_size and sum(counter) == 30
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 

@@ -10,9 +10,9 @@ import torch
 from captum.attr import Occlusion
 from torch import nn
 
-from conftest import ALL_ARCHITECTURES as ALL, BatchCounter, make
+from conftest import ALL_ARCHITECTURES as ALL, make
 from hygiene import assert_inputs_unchanged, assert_unchanged, inputs_snapshot, snapshot
-from xai_course.attribution import METHODS
+from xai_course.attribution import METHODS, count_passes
 from xai_course.attribution.occlusion import occlusion
 
 
@@ -72,9 +72,9 @@ def test_cost_in_model_calls_and_batch_size():
     expected = occlusion(model, x, target, 4, 3)
     positions = (math.ceil((16 - 4) / 3) + 1) ** 2
     for batch_size in (1, 7, 1000):
-        with BatchCounter(model) as counter:
+        with count_passes(model) as counter:
             got = occlusion(model, x, target, 4, 3, batch_size=batch_size)
-        assert max(counter.sizes) <= batch_size and sum(counter.sizes) == 3 * (1 + positions)
+        assert max(counter) <= batch_size and sum(counter) == 3 * (1 + positions)
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 

@@ -17,9 +17,9 @@ import torch
 from captum.attr import KernelShap
 from torch import nn
 
-from conftest import BatchCounter, make
+from conftest import make
 from hygiene import assert_inputs_unchanged, assert_unchanged, inputs_snapshot, snapshot
-from xai_course.attribution import METHODS
+from xai_course.attribution import METHODS, count_passes
 from xai_course.attribution.masking import make_fill, masked_outputs, superpixels
 from xai_course.attribution.shapley import (all_coalitions, allocate, kernel_shap, sample_coalitions,
                                             shapley_values)
@@ -239,12 +239,12 @@ def test_model_calls_and_batch_size():
     model, x, target = make("resnet_style", n=2)
     segments = superpixels(x, "grid", cells=3)
     for samples, calls in [(100, 100), (600, 512)]:
-        with BatchCounter(model) as counter:
+        with count_passes(model) as counter:
             kernel_shap(model, x, target, segments, samples=samples, seed=0, batch_size=16)
-        assert max(counter.sizes) <= 16 and sum(counter.sizes) == 2 * calls
-    with BatchCounter(model) as counter:
+        assert max(counter) <= 16 and sum(counter) == 2 * calls
+    with count_passes(model) as counter:
         shapley_values(model, x, target, segments, batch_size=64)
-    assert max(counter.sizes) <= 64 and sum(counter.sizes) == 2 * 512
+    assert max(counter) <= 64 and sum(counter) == 2 * 512
 
 
 @pytest.mark.parametrize("arch", ["mlp", "course_resnet", "functional_cnn"])

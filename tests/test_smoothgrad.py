@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from captum.attr import InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
 from torch import nn
 
-from conftest import ALL_ARCHITECTURES as ALL, BatchCounter, float32_atol, make, make_architecture
+from conftest import ALL_ARCHITECTURES as ALL, float32_atol, make, make_architecture
 from hygiene import assert_inputs_unchanged, assert_unchanged, inputs_snapshot, snapshot
-from xai_course.attribution import (METHODS, deepshap, fullgrad, input_x_gradient, integrated_gradients,
+from xai_course.attribution import (METHODS, count_passes, deepshap, fullgrad, input_x_gradient, integrated_gradients,
                                     saliency, smoothgrad)
 from xai_course.attribution.smoothgrad import KINDS
 
@@ -134,14 +134,14 @@ def test_wrapped_ig_keeps_its_own_method_and_batch_size():
     model, x, target = make("mlp", n=3)
     x = unit_range(x)
     torch.manual_seed(0)
-    with BatchCounter(model) as counter:
+    with count_passes(model) as counter:
         got = smoothgrad(model, x, target, method="integrated_gradients", samples=3, noise=0.2,
                          options=dict(method="riemann_middle", steps=4, batch_size=5))
     torch.manual_seed(0)
     expected = NoiseTunnel(IntegratedGradients(model)).attribute(x, nt_samples=3, stdevs=0.2, target=target,
                                                                  n_steps=4, method="riemann_middle")
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
-    assert max(counter.sizes) <= 5 and sum(counter.sizes) == 3 * 3 * 4
+    assert max(counter) <= 5 and sum(counter) == 3 * 3 * 4
 
 
 @pytest.mark.parametrize("batch_size", [None, 1, 2, 4])
@@ -262,12 +262,12 @@ def test_seed_determinism():
 @pytest.mark.parametrize("batch_size", [1, 2, 5, 12, 100])
 def test_batch_size_gives_the_same_result_and_bounds_each_call(batch_size):
     model, x, target = make("resnet_style", n=4)  # 4 examples x 3 samples = 12 noisy inputs
-    with BatchCounter(model) as all_at_once:
+    with count_passes(model) as all_at_once:
         expected = smoothgrad(model, x, target, samples=3, kind="vargrad", seed=0)
-    assert all_at_once.sizes == [12]
-    with BatchCounter(model) as chunked:
+    assert all_at_once == [12]
+    with count_passes(model) as chunked:
         got = smoothgrad(model, x, target, samples=3, kind="vargrad", seed=0, batch_size=batch_size)
-    assert max(chunked.sizes) <= batch_size and sum(chunked.sizes) == 12
+    assert max(chunked) <= batch_size and sum(chunked) == 12
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=float32_atol(expected, ulps=1000))  # a variance: cancels
 
 

@@ -28,10 +28,14 @@ Not in :data:`METHODS` (it takes no ``inputs``: it *makes* an input), but here b
 |---|---|---|
 | activation_maximization (general, with a prior, in a generator's code space) | activation_maximization | 10 |
 
+:func:`count_passes` (``with count_passes(model) as sizes:``) records the batch size of every forward
+pass a call makes, leaving out the package's one-example layout check: what chapters 4, 8 and 12 and the
+tests count.
+
 (The digits generator and the Gaussian digits prior it uses are models: ``models.load("digits_vae")``,
 ``models.digits_prior()``, in ``xai_course/models/generators.py``.)
 """
-from ._core import METHODS, explaining, gradient_of_target, register
+from ._core import METHODS, count_passes, explaining, gradient_of_target, register
 from .activation_maximization import activation_maximization
 from .baselines import make_baseline
 from .deconvnet import deconvnet
@@ -51,7 +55,7 @@ from .rules import Rule, backward_rules
 from .smoothgrad import smoothgrad
 from .xrai import xrai
 
-__all__ = ["METHODS", "register", "explaining", "gradient_of_target", "make_baseline", "Rule", "backward_rules",
+__all__ = ["METHODS", "register", "explaining", "count_passes", "gradient_of_target", "make_baseline", "Rule", "backward_rules",
            "saliency", "input_x_gradient", "deeplift", "deepshap", "integrated_gradients", "gradient_shap",
            "smoothgrad", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "full_gradients", "fullgrad",
            "random_attribution", "activation_maximization", "lrp", "masked_outputs", "superpixels",

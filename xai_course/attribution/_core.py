@@ -18,6 +18,7 @@ import contextlib
 import math
 import os
 import sys
+import threading
 import warnings
 import weakref
 from numbers import Integral
@@ -230,6 +231,25 @@ def fast_layout(x: torch.Tensor, model: Optional[nn.Module] = None) -> torch.mem
 
 
 _CHANNELS_LAST: "weakref.WeakKeyDictionary[nn.Module, bool]" = weakref.WeakKeyDictionary()
+_LAYOUT_CHECK = threading.local()   # .active: this thread is running the layout check
+
+
+@contextlib.contextmanager
+def count_passes(model: nn.Module) -> Iterator[list]:
+    """``with count_passes(model) as sizes:`` records the batch size of every forward pass of ``model``
+    made in the block (a list, filled as the passes run), not counting the one-example layout check the
+    package makes the first time it meets a model (:func:`fast_layout`): what a method itself costs."""
+    sizes: list = []
+
+    def record(module, args):
+        if not getattr(_LAYOUT_CHECK, "active", False):
+            sizes.append(args[0].shape[0] if args and isinstance(args[0], torch.Tensor) and args[0].ndim else 1)
+
+    handle = model.register_forward_pre_hook(record)
+    try:
+        yield sizes
+    finally:
+        handle.remove()
 
 
 def _runs_channels_last(model: nn.Module, x: torch.Tensor) -> bool:
@@ -242,16 +262,20 @@ def _runs_channels_last(model: nn.Module, x: torch.Tensor) -> bool:
     if known is not None:
         return known
     one = x[:1].detach()
-    with torch.no_grad():          # on copies: a model may change its input in place
-        try:
-            model(one.clone(memory_format=torch.channels_last))
-            known = True
-        except RuntimeError:
+    _LAYOUT_CHECK.active = True    # not one of the method's passes (count_passes)
+    try:
+        with torch.no_grad():      # on copies: a model may change its input in place
             try:
-                model(one.clone(memory_format=torch.contiguous_format))
-            except Exception:
-                return False
-            known = False
+                model(one.clone(memory_format=torch.channels_last))
+                known = True
+            except RuntimeError:
+                try:
+                    model(one.clone(memory_format=torch.contiguous_format))
+                except Exception:
+                    return False
+                known = False
+    finally:
+        _LAYOUT_CHECK.active = False
     with contextlib.suppress(TypeError):
         _CHANNELS_LAST[model] = known
     return known
