@@ -70,7 +70,7 @@ def test_correlations_equal_scipy():
 @pytest.mark.parametrize("call, match", [
     (lambda a, m: pointing_game(a[:, :, :3], m), "masks must be"),
     (lambda a, m: relevance_mass(a[0], m), "attributions must be"),
-    (lambda a, m: iou_top_k(a, m, fraction=1.5), "fraction must be in"),
+    (lambda a, m: iou_top_k(a, m, fraction=1.5), "fraction must be a number in"),
     (lambda a, m: pearson(a, a[:, :1]), "same shape"),
 ])
 def test_bad_input_names_the_parameter(call, match):

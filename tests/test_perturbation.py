@@ -319,6 +319,30 @@ def test_pointing_game_and_relevance_mass_parity():
     np.testing.assert_allclose(relevance_mass(a, masks).numpy(), np.array(rma), rtol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore")
+def test_pointing_game_ties_at_the_maximum_hit_if_any_is_in_the_mask():
+    mask = torch.tensor([[[[False, False], [False, True]]]])
+    tied = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])           # the first maximum lies outside the mask
+    assert pointing_game(tied, mask).tolist() == [True]
+    assert pointing_game(torch.zeros(1, 1, 2, 2), mask).tolist() == [True]     # a constant map: all tied
+    assert pointing_game(torch.zeros(1, 1, 2, 2), torch.zeros_like(mask)).tolist() == [False]
+    kw = dict(model=nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), x_batch=np.ones((1, 1, 2, 2), np.float32),
+              y_batch=np.array([0]), a_batch=tied.numpy(), s_batch=mask.numpy(), device="cpu")
+    quantus_pg = quantus.PointingGame(normalise=False, abs=False, disable_warnings=True,
+                                      display_progressbar=False)(**kw)
+    assert [bool(v) for v in quantus_pg] == [True]
+
+
+def test_a_fill_of_one_value_per_channel_and_fractions_from_numpy():
+    x = torch.rand(2, 3, 4, 3)                               # W = C = 3: (C,) is per channel, not per column
+    got = perturb(x, torch.rand(2, 1, 4, 3), 1.0, fill=torch.tensor([1.0, 2.0, 3.0]))
+    assert (got == torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)).all()
+    model, a = linear_model(36, classes=3), torch.rand(2, 1, 4, 3)
+    as_list = pixel_perturbation(model, x, 0, a, [0.0, 0.5, 1.0])
+    as_array = pixel_perturbation(model, x, 0, a, np.linspace(0, 1, 3))
+    torch.testing.assert_close(as_array["afoc"], as_list["afoc"])
+
+
 # ---------------------------------------------------------------- hygiene and bad input
 def test_hygiene():
     x, a = images()
@@ -351,6 +375,11 @@ def test_hygiene():
     (lambda m, x, a: pixel_perturbation(m, x, 0, a * float("nan"), [0.5]), "attributions"),
     (lambda m, x, a: insertion_deletion(m, x, 0, a, steps=0), "steps"),
     (lambda m, x, a: insertion_deletion(m, x, 9, a, steps=3), "target"),
+    (lambda m, x, a: pixel_perturbation(m, x, -1, a, [0.5]), "target"),
+    (lambda m, x, a: insertion_deletion(m, x, [0, -1, 1], a, steps=3), "target"),
+    (lambda m, x, a: pixel_perturbation(m, x, 0, a[:, :2], [0.5]), "attributions"),   # 2 channels of 3
+    (lambda m, x, a: iou_top_k(a, torch.ones(3, 1, 5, 4, dtype=torch.bool), fraction="x"), "fraction"),
+    (lambda m, x, a: pointing_game(a, torch.ones(3, 1, 5, 5, dtype=torch.bool)), r"got shape \(3, 1, 5, 5\)"),
     (lambda m, x, a: faithfulness_correlation(m, x, 0, a, subset_size=100), "subset_size"),
     (lambda m, x, a: faithfulness_correlation(m, x, 0, a, samples=1), "samples"),
     (lambda m, x, a: faithfulness_correlation(m, x, 0, a, output="softmax"), "output"),

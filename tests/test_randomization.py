@@ -83,6 +83,8 @@ def test_a_layer_gets_the_same_new_weights_in_both_orders_and_the_same_seed_the_
         assert not torch.equal(other[name].get_submodule(name).weight, w)
         for k, v in cascade[name].state_dict().items():
             assert torch.equal(v, again[name].state_dict()[k])
+    numpy_seed = dict(randomized_models(model, "cascading", seed=np.int64(5)))   # any integer type
+    assert all(torch.equal(numpy_seed[n].get_submodule(n).weight, cascade[n].get_submodule(n).weight) for n in NAMES)
 
 
 @pytest.mark.parametrize("order", ORDERS)

@@ -91,6 +91,8 @@ def check_target(target: Target, n: int) -> torch.Tensor:
         raise TypeError(f"target must be an int, a sequence of N ints or a LongTensor, got {type(target).__name__}")
     if target.shape != (n,):
         raise ValueError(f"target must give one class per example: {n} of them, got shape {tuple(target.shape)}")
+    if (target < 0).any():
+        raise ValueError(f"target must be class indices >= 0, got {target.tolist()}")
     return target
 
 

@@ -22,20 +22,25 @@ def pixel_map(attributions: torch.Tensor, name: str = "attributions") -> torch.T
 def _masks(masks, like: torch.Tensor) -> torch.Tensor:
     if not isinstance(masks, torch.Tensor):
         raise TypeError(f"masks must be a torch.Tensor of booleans, got {type(masks).__name__}")
+    given = tuple(masks.shape)
     if masks.ndim == 4 and masks.shape[1] == 1:
         masks = masks[:, 0]
     if masks.shape != like.shape:
         raise ValueError(f"masks must be (N, 1, H, W) = {(like.shape[0], 1, *like.shape[1:])} to match the "
-                         f"attributions, got shape {tuple(masks.shape)}")
+                         f"attributions, got shape {given}")
     return masks.to(device=like.device, dtype=torch.bool)
 
 
 def pointing_game(attributions: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Bool ``(N,)``: does the pixel with the largest (channel-summed) attribution lie in the mask?"""
+    """Bool ``(N,)``: does the pixel with the largest (channel-summed) attribution lie in the mask?
+
+    Where several pixels share the largest value, a hit is any of them in the mask (Quantus' rule; a
+    constant map therefore hits any non-empty mask), so the answer does not depend on pixel order.
+    """
     a = pixel_map(attributions)
     m = _masks(masks, a)
-    top = a.flatten(1).argmax(1)
-    return m.flatten(1).gather(1, top[:, None]).squeeze(1)
+    top = a == a.flatten(1).amax(1)[:, None, None]
+    return (m & top).flatten(1).any(1)
 
 
 def relevance_mass(attributions: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -56,15 +61,15 @@ def iou_top_k(attributions: torch.Tensor, masks: torch.Tensor, fraction: float =
     ``fraction`` of the pixels form the region (k = round(fraction·H·W)); ``None`` takes k = the mask's
     own size per image, so a perfect map scores 1.
     """
+    from .perturbation import check_fraction, pixels_removed   # (perturbation imports this module)
+
     a = pixel_map(attributions).flatten(1)
     m = _masks(masks, pixel_map(attributions)).flatten(1)
     n, hw = a.shape
     if fraction is None:
         k = m.sum(1)
     else:
-        if not 0.0 <= float(fraction) <= 1.0:
-            raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-        k = torch.full((n,), round(float(fraction) * hw), device=a.device)
+        k = torch.full((n,), pixels_removed(check_fraction(fraction), 1, hw), device=a.device)
     rank = a.argsort(dim=1, descending=True, stable=True).argsort(dim=1, stable=True)  # 0 = most attributed
     region = rank < k[:, None]
     union = (region | m).sum(1)

@@ -38,8 +38,8 @@ def check_fraction(fraction, name: str = "fraction") -> float:
 
 def check_fractions(fractions) -> torch.Tensor:
     """A non-empty sequence (or 1-D tensor) of fractions in [0, 1], as a float64 tensor (F,)."""
-    if isinstance(fractions, torch.Tensor):
-        fractions = fractions.detach().cpu().flatten().tolist()
+    if isinstance(fractions, torch.Tensor) or type(fractions).__module__ == "numpy":   # a tensor or an array
+        fractions = torch.as_tensor(fractions).detach().cpu().flatten().tolist()
     if isinstance(fractions, (str, bytes)) or not isinstance(fractions, Sequence) or len(fractions) == 0:
         raise ValueError(f"fractions must be a non-empty sequence of numbers in [0, 1], got {fractions!r}")
     return torch.tensor([check_fraction(f, "fractions[i]") for f in fractions], dtype=torch.float64)
@@ -54,9 +54,10 @@ def _check_attributions(inputs: torch.Tensor, attributions) -> torch.Tensor:
     if inputs.ndim != 4:
         raise ValueError(f"inputs must be images (N, C, H, W), got shape {tuple(inputs.shape)}")
     a = pixel_map(attributions)
-    if a.shape[0] != inputs.shape[0] or a.shape[1:] != inputs.shape[2:]:
-        raise ValueError(f"attributions must be (N, C, H, W) or (N, 1, H, W) with N, H, W = "
-                         f"{inputs.shape[0]}, {inputs.shape[2]}, {inputs.shape[3]} like the inputs, "
+    if a.shape[0] != inputs.shape[0] or a.shape[1:] != inputs.shape[2:] or attributions.shape[1] not in (
+            1, inputs.shape[1]):
+        raise ValueError(f"attributions must be (N, C, H, W) or (N, 1, H, W) with N, C, H, W = "
+                         f"{inputs.shape[0]}, {inputs.shape[1]}, {inputs.shape[2]}, {inputs.shape[3]} like the inputs, "
                          f"got shape {tuple(attributions.shape)}")
     if not torch.isfinite(a).all():
         raise ValueError("attributions must be finite (no NaN or infinity)")
@@ -84,7 +85,8 @@ def fill_values(inputs: torch.Tensor, fill: Fill = "black") -> torch.Tensor:
     """What a removed pixel becomes, shaped like ``inputs`` ``(N, C, H, W)``.
 
     ``"black"``: 0.0 (not each image's minimum, as in Quantus); ``"mean"``: each image's mean per
-    channel; a number; or a tensor broadcastable to ``inputs`` (e.g. a blurred copy).
+    channel; a number; or a tensor broadcastable to ``inputs`` (e.g. a blurred copy), where a 1-D tensor
+    of C values is one value per channel, as ``(1, C, 1, 1)``.
     """
     if isinstance(fill, str):
         if fill == "black":
@@ -93,6 +95,8 @@ def fill_values(inputs: torch.Tensor, fill: Fill = "black") -> torch.Tensor:
             return inputs.mean(dim=(2, 3), keepdim=True).expand_as(inputs)
         raise ValueError(f"fill must be 'black', 'mean', a number or a tensor, got {fill!r}")
     if isinstance(fill, torch.Tensor):
+        if fill.ndim == 1 and fill.numel() == inputs.shape[1] > 1:     # one value per channel
+            fill = fill.view(1, -1, 1, 1)
         try:
             out = torch.broadcast_to(fill.to(inputs), inputs.shape)
         except RuntimeError:
@@ -213,7 +217,7 @@ def pixel_perturbation(model: nn.Module, inputs: torch.Tensor, target,
 
 
 def _check_target(target: torch.Tensor, classes: int) -> None:
-    if (target >= classes).any():
+    if ((target < 0) | (target >= classes)).any():
         raise ValueError(f"target must be class indices in [0, {classes - 1}] (the model has "
                          f"{classes} outputs), got {target.tolist()}")
 

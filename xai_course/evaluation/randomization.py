@@ -28,6 +28,7 @@ was. The original model is never yielded and never changed (parameters, buffers,
 from __future__ import annotations
 
 import copy
+from numbers import Integral
 from typing import Iterator, List, Optional, Tuple
 
 import torch
@@ -105,8 +106,9 @@ def randomized_models(model: nn.Module, order: str = "cascading",
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     if seed is None:
         seed = int(torch.Generator().seed() % 2**62)
-    elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**62:
+    elif isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed < 2**62:
         raise ValueError(f"seed must be None or an int in [0, 2**62), got {seed!r}")
+    seed = int(seed)                      # a numpy integer too
     layers, shared = _ownership(model)
     if not layers:
         raise ValueError("model has no layers with parameters: there is nothing to randomise")

@@ -301,7 +301,8 @@ def removed_pixels(inputs: torch.Tensor, attributions: torch.Tensor, fraction: f
                    seed: Optional[int] = None) -> torch.Tensor:
     """The pixels ``perturb(inputs, attributions, fraction, order, seed=seed)`` removes: bool (N, 1, H, W)."""
     probe = torch.ones_like(inputs[:, :1])
-    return perturb(probe, attributions, fraction, order, fill=0.0, seed=seed) == 0
+    ranks = _check_attributions(inputs, attributions)[:, None]     # the pixel map (N, 1, H, W), checked
+    return perturb(probe, ranks, fraction, order, fill=0.0, seed=seed) == 0
 
 
 def road(model: nn.Module, inputs: torch.Tensor, target, attributions: torch.Tensor, fractions,
