@@ -82,6 +82,8 @@ ATTACK = {
     "ref_notebook": ("the instructor notebook", "no credit"),
     "ref_guard_off": ("switching the guard off", "no credit"),
     "ref_forbidden_module": ("a module only this exercise forbids, by a name built at run time", "no credit"),
+    "dir_fd_folder": ("a folder's descriptor as dir_fd (the open event does not carry it)", "no credit"),
+    "dir_fd_climb": ("a relative path climbing with .. from a descriptor of the write folder", "no credit"),
     "raising_str": ("an exception whose __str__ raises", "whose message cannot be printed"),
     "huge_print": ("megabytes of output", "far too much output"),
 }

@@ -210,6 +210,8 @@ def enter_root_sandbox(request: dict) -> None:
         if _libc.unshare(CLONE_NEWNS) != 0:
             raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
         _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
+        # (not the modules an exercise forbids: hidden, their import would fail unseen; the guard refuses
+        # it and records the attempt, which costs the exercise its credit in both sandboxes alike)
         for path in request.get("hide", []):
             if os.path.isdir(path):
                 _mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
@@ -284,6 +286,14 @@ def make_guard(write_dir, tripped: list, hidden=(), forbid=()):
     append, PermissionError_, ImportError_ = tripped.append, PermissionError, ImportError
     proc_self = f"/proc/{getpid()}"
     writes = 0o1 | 0o2 | 0o100 | 0o1000 | 0o2000  # O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND
+    folder_flags = os.O_DIRECTORY | getattr(os, "O_PATH", 0)
+    stat_, S_ISDIR = os.stat, stat.S_ISDIR
+
+    def is_dir(path):
+        try:
+            return S_ISDIR(stat_(path).st_mode)
+        except (OSError, ValueError):
+            return False
 
     def resolve(path):
         if isinstance_(path, int_):
@@ -295,6 +305,8 @@ def make_guard(write_dir, tripped: list, hidden=(), forbid=()):
         if isinstance_(path, bytes_):
             path = path.decode("utf-8", "surrogateescape")
         if not path.startswith("/"):
+            if ".." in path.split("/"):   # a dir_fd (which the audit event does not carry) could re-base it
+                return "/<a relative path that climbs out with ..>"
             path = "/".join((getcwd(), path))
         parts, done, hops = path.split("/"), [], 0
         while parts:
@@ -347,23 +359,28 @@ def make_guard(write_dir, tripped: list, hidden=(), forbid=()):
                 for c in "wax+":
                     if c in mode:
                         wants_write = True
-            if wants_write:
+            if not under(path, write_dirs) and ((isinstance_(flags, int_) and flags & folder_flags) or is_dir(path)):
+                deny(f"opening the folder {path}")   # a folder's descriptor, given as dir_fd, would re-base
+            if wants_write:                         # relative paths past this hook's checks
                 if not under(path, write_dirs):
                     deny(f"writing {path}", False)
             elif not readable(path):
                 deny(f"reading {path}")
         elif event == "import":
-            name = args[0]
+            name, where = args[0], (args[1] if len_(args) > 1 else None)
             if isinstance_(name, str_):
                 top = name.split(".")[0]
-                if top in forbidden or top == "xai_course" or top in ("_posixsubprocess", "_ctypes"):
+                if top in forbidden or top == "xai_course" or top in ("_posixsubprocess", "_ctypes") or (
+                        isinstance_(where, str_) and under(resolve(where), deny_dirs)):   # an extension's file
                     append(f"import {name}")
                     raise ImportError_(f"importing {name} is not allowed in an exercise: implement it yourself")
         elif event in ("os.listdir", "os.scandir"):
             path = resolve(args[0]) if args and args[0] is not None else None
             if path is not None and not readable(path):
                 deny(f"listing {path}")
-        elif event in ("os.rename", "os.remove", "os.rmdir", "os.mkdir", "os.symlink", "os.link", "os.chmod",
+        elif event == "os.symlink":   # a link's target is relative to its folder, not to the cwd: none at all
+            deny(event, False)
+        elif event in ("os.rename", "os.remove", "os.rmdir", "os.mkdir", "os.link", "os.chmod",
                        "os.chown", "os.truncate", "os.utime", "os.chflags", "os.lchflags", "os.mkfifo", "os.mknod"):
             for a in args[:2]:
                 if isinstance_(a, (str_, bytes_)) or hasattr_(a, "__fspath__"):
