@@ -74,6 +74,6 @@ def test_the_grader_gives_no_credit_for_scipy_in_exercises_16_1_and_16_2(functio
     from xai_course.grading import forbidden, grader
 
     items = [i for i in grader.collect([PUBLIC_TESTS / "test_ch16.py"], [], None) if function in i.functions]
-    assert items and all(i.forbid == ("scipy", "skimage", "pandas", "kornia") for i in items)   # the marks' forbid, every test
+    assert items and all(i.forbid == ("scipy", "skimage", "pandas", "kornia") for i in items)   # every test
     assert forbidden.find(code, [function], items[0].forbid) is not None
     assert forbidden.find(code, [function]) is None                         # other exercises may use them

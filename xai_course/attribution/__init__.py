@@ -55,8 +55,8 @@ from .rules import Rule, backward_rules
 from .smoothgrad import smoothgrad
 from .xrai import xrai
 
-__all__ = ["METHODS", "register", "explaining", "count_passes", "gradient_of_target", "make_baseline", "Rule", "backward_rules",
-           "saliency", "input_x_gradient", "deeplift", "deepshap", "integrated_gradients", "gradient_shap",
+__all__ = ["METHODS", "register", "explaining", "count_passes", "gradient_of_target", "make_baseline", "Rule",
+           "backward_rules", "saliency", "input_x_gradient", "deeplift", "deepshap", "integrated_gradients", "gradient_shap",
            "smoothgrad", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "full_gradients", "fullgrad",
            "random_attribution", "activation_maximization", "lrp", "masked_outputs", "superpixels",
            "occlusion", "shapley_values", "kernel_shap", "xrai", "lime"]

@@ -13,9 +13,11 @@ worker; the worker
    (``PR_SET_NO_NEW_PRIVS``) and a process limit;
 3. installs an audit hook (defence in depth, and the only filter without root) that refuses imports of
    the reference libraries, of the course package and of the modules the exercise's grading tests
-   forbid (their mark's ``forbid``, e.g. scipy in lab 16's rank correlation), reading files outside the Python installation
-   (or inside a reference library or the course package), writing outside its working folder,
-   starting processes, signals to other processes, ctypes, sockets and gc introspection;
+   forbid (their mark's ``forbid``, e.g. scipy in lab 16's rank correlation), reading files outside the
+   Python installation (or inside those libraries or the course package), opening folders outside its
+   working folder and relative paths that climb with ``..`` (``os.open``'s event does not carry its
+   ``dir_fd``), writing outside its working folder, symlinks, starting processes, signals to other
+   processes, ctypes, sockets and gc introspection;
 4. loads the student's code and answers calls: ``{"name", "args", "kwargs"}`` in, the return value as
    plain data out (see :mod:`~xai_course.grading.protocol`).
 """
@@ -359,9 +361,10 @@ def make_guard(write_dir, tripped: list, hidden=(), forbid=()):
                 for c in "wax+":
                     if c in mode:
                         wants_write = True
+            # a folder's descriptor, given as dir_fd, would re-base relative paths past these checks
             if not under(path, write_dirs) and ((isinstance_(flags, int_) and flags & folder_flags) or is_dir(path)):
-                deny(f"opening the folder {path}")   # a folder's descriptor, given as dir_fd, would re-base
-            if wants_write:                         # relative paths past this hook's checks
+                deny(f"opening the folder {path}")
+            if wants_write:
                 if not under(path, write_dirs):
                     deny(f"writing {path}", False)
             elif not readable(path):
