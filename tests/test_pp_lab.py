@@ -103,8 +103,7 @@ def test_main_writes_the_command_and_versions(tmp_path, monkeypatch):
 
 
 def test_shipped_full_results():
-    if not pp_lab.RESULTS.exists():
-        pytest.skip("the full-scale results are not shipped yet")
+    assert pp_lab.RESULTS.exists(), "the full-scale results ship with the package: run pp_lab --full"
     full = pp_lab.load_results()
     assert full["command"] == "python -m xai_course.evaluation.pp_lab --full"
     assert full["config"]["n"] == pp_lab.FULL["n"] and full["config"]["fractions"] == list(pp_lab.FULL["fractions"])
