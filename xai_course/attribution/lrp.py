@@ -37,16 +37,16 @@ class _Relevance(torch.autograd.Function):
     """Forward y = layer(a) (or compute()); backward: the rule's R of a.
 
     A rule that splits the weights by sign, on an input a ≥ 0: the forward pass computes the parts
-    [W⁺ᵀa; W⁻ᵀa] in one convolution and y = W⁺ᵀa + W⁻ᵀa + b from them (z⁺: W⁺ᵀa, and y by the layer's
-    own call), and the backward pass needs no forward convolution of its own (a layer folded from a
-    BatchNorm reuses them).
+    [W⁺ᵀa + c⁺; W⁻ᵀa + c⁻] (c⁺ + c⁻ = b: the rule's constants) in one convolution and y as their sum
+    (z⁺: W⁺ᵀa + c⁺, and y by the layer's own call), and the backward pass needs no forward convolution
+    of its own (a layer folded from a BatchNorm reuses them).
     """
 
     @staticmethod
     def forward(ctx, a, layer, rule, compute):
         ctx.layer, ctx.rule = layer, rule
         if rule.split and layer.source is None and not has_negative(a):
-            layer.parts = layer.signed_parts(a, rule.parts)
+            layer.parts = layer.signed_parts(a, rule)
         ctx.split = rule.split and layer.splits
         if ctx.split:                      # the parts stay with the layer (Layer.take_parts)
             ctx.save_for_backward(a)
@@ -54,8 +54,7 @@ class _Relevance(torch.autograd.Function):
                 return compute()
             if rule.parts == 1:            # z⁺ keeps W⁺ᵀa only: y is the layer's own call
                 return layer(a, layer.weight, layer.bias)
-            y = torch.add(*layer.halves(layer.parts))
-            return y if layer.bias is None else y.add_(layer.per_channel(layer.bias, y))
+            return torch.add(*layer.halves(layer.parts))   # the constants sum to b
         y = compute() if compute else layer(a, layer.weight, layer.bias)
         # a copy of z: an in-place ReLU may overwrite y
         ctx.save_for_backward(a, y.clone() if rule.needs_output else None)
@@ -66,7 +65,7 @@ class _Relevance(torch.autograd.Function):
         layer = ctx.layer
         if ctx.split:
             (a,) = ctx.saved_tensors
-            return ctx.rule.relevance_split(a, R, layer, layer.take_parts(a, ctx.rule.parts)), None, None, None
+            return ctx.rule.relevance_split(a, R, layer, layer.take_parts(a, ctx.rule)), None, None, None
         a, z = ctx.saved_tensors
         return ctx.rule.relevance(a, R, layer, z), None, None, None
 

@@ -47,6 +47,13 @@ def divide(R: Tensor, z: Tensor, epsilon: float) -> Tensor:
     return torch.div(R, den, out=den)
 
 
+def layout(a: Tensor) -> torch.memory_format:
+    """a's memory layout: channels-last for channels-last images, else contiguous."""
+    if a.ndim == 4 and a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def has_negative(a: Tensor) -> bool:
     """Whether a has an entry below 0 (one reduction, no tensor of a's size)."""
     return a.numel() > 0 and bool(a.amin() < 0)
@@ -59,6 +66,10 @@ class Layer:
     the fold's factor σ per output channel: its weights are σW. Where every σ > 0 the split rules work
     on the base layer's weights and signed parts and move σ into the denominators (``shift``):
     W_f⁺ᵀ(R ⊘ (σq + c)) = W⁺ᵀ(R ⊘ (q + c/σ)), so a fold costs no weights of its own.
+
+    The signed parts carry the rule's constants per output channel (:meth:`LRPRule.offsets`: the bias
+    parts and the stabiliser), added by the convolution itself: the denominators come out of the
+    forward pass ready, and a fold adds only what its constants differ by (:meth:`correction`).
     """
 
     def __init__(self, function, weight, bias, options: dict):
@@ -67,7 +78,7 @@ class Layer:
         self.bias = None if bias is None else bias.detach()
         self.parts = None          # [W⁺ᵀa; W⁻ᵀa] from the forward pass, until a backward pass takes it
         self.source, self.scale = None, None   # the layer this one is folded from, and σ (see base)
-        self._stacked = None
+        self._stacked, self._scaled = None, None
 
     @property
     def base(self) -> "Layer":
@@ -93,12 +104,24 @@ class Layer:
         shape[self.dim] = -1
         return t.view(shape)
 
-    def shift(self, b, epsilon: float, like: Tensor) -> Tensor:
-        """(b + ε)/σ per output channel, shaped to add to ``like`` (b: a bias or a part of it, or None)."""
-        t = torch.full((like.shape[self.dim],), float(epsilon), dtype=like.dtype, device=like.device)
+    def constant(self, b, epsilon: float) -> Tensor:
+        """(b + ε)/σ, one value per output channel (b: a bias or a part of it, or None)."""
+        w = self.base.weight
+        t = torch.full((w.shape[0],), float(epsilon), dtype=w.dtype, device=w.device)
         if b is not None:
             t += b
-        return self.per_channel(t if self.scale is None else t / self.scale, like)
+        return t if self.scale is None else t / self.scale
+
+    def shift(self, b, epsilon: float, like: Tensor) -> Tensor:
+        """(b + ε)/σ per output channel, shaped to add to ``like`` (b: a bias or a part of it, or None)."""
+        return self.per_channel(self.constant(b, epsilon), like)
+
+    def correction(self, rule: "LRPRule"):
+        """What this layer's constants differ by from those its base's parts carry, a vector per part;
+        None for the base layer itself (its parts carry its own)."""
+        if self.source is None:
+            return None
+        return (rule.offsets(self) - rule.offsets(self.base)).chunk(rule.parts)
 
     @property
     def splits(self) -> bool:
@@ -111,13 +134,22 @@ class Layer:
         images; a weight in another layout would be copied by every call that uses it)."""
         w, k = self.weight, self.weight.shape[0]
         if self._stacked is None or len(self._stacked) < count * k:
-            channels_last = w.ndim == 4 and a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous()
             self._stacked = torch.empty((count * k,) + w.shape[1:], dtype=w.dtype, device=w.device,
-                                        memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+                                        memory_format=layout(a) if w.ndim == 4 else torch.contiguous_format)
             torch.clamp(w, min=0, out=self._stacked[:k])
             if count == 2:
                 torch.clamp(w, max=0, out=self._stacked[k:])
         return self._stacked
+
+    def scaled_weight(self, a: Tensor, alpha: float, beta: float) -> Tensor:
+        """[αW⁺; −βW⁻], the stacked weights scaled (αβ's backward call), made once."""
+        if self._scaled is None:
+            w = self.stacked_weight(a)
+            k = len(w) // 2
+            self._scaled = torch.empty_like(w)
+            torch.mul(w[:k], alpha, out=self._scaled[:k])
+            torch.mul(w[k:], -beta, out=self._scaled[k:])
+        return self._scaled
 
     def signed_weight(self, a: Tensor, positive: bool) -> Tensor:
         """W⁺ or W⁻ of the base layer."""
@@ -127,23 +159,26 @@ class Layer:
         k = base.weight.shape[0]
         return base.stacked_weight(a, 1 if positive else 2)[:k] if positive else base.stacked_weight(a)[k:]
 
-    def signed_parts(self, a: Tensor, count: int = 2):
-        """[W⁺ᵀa; W⁻ᵀa] (no bias) for a ≥ 0: what z⁺ (``count`` 1: W⁺ᵀa only), αβ and γ divide by.
+    def signed_parts(self, a: Tensor, rule: "LRPRule"):
+        """[W⁺ᵀa + c⁺; W⁻ᵀa + c⁻] for a ≥ 0, with c the rule's constants (``rule.offsets``): what z⁺
+        (one part: W⁺ᵀa + c⁺ only), αβ and γ divide by.
 
-        One call with the stacked weights [W⁺; W⁻], whose output is the parts stacked along the
-        channels. Two calls, and the parts as a pair of tensors, for grouped convolutions and for
-        stacked outputs over ``STACK_BYTES``: glibc's malloc serves blocks that large by a fresh mmap
-        on every call, whose pages the kernel then faults in and zeroes one by one (measured on
-        resnet18's first layer, 51 MB stacked: ~12,000 page faults a call).
+        One call with the stacked weights [W⁺; W⁻] and the constants as its bias, whose output is the
+        parts stacked along the channels. Two calls, and the parts as a pair of tensors, for grouped
+        convolutions and for stacked outputs over ``STACK_BYTES``: glibc's malloc serves blocks that
+        large by a fresh mmap on every call, whose pages the kernel then faults in and zeroes one by
+        one (measured on resnet18's first layer, 51 MB stacked: ~12,000 page faults a call).
         """
-        if count == 1:
-            return (self(a, self.signed_weight(a, True)),)
+        offsets = rule.offsets(self)
+        if rule.parts == 1:
+            return (self(a, self.signed_weight(a, True), offsets),)
         if self.options.get("groups", 1) == 1:
             w = self.stacked_weight(a)
             if self.output_numel(a, w.shape[0]) * a.element_size() <= STACK_BYTES:
-                return self(a, w)
-            return tuple(self(a, half) for half in w.chunk(2))
-        return self(a, self.weight.clamp(min=0)), self(a, self.weight.clamp(max=0))
+                return self(a, w, offsets)
+            return tuple(self(a, half, c) for half, c in zip(w.chunk(2), offsets.chunk(2)))
+        return tuple(self(a, w, c) for w, c in zip((self.weight.clamp(min=0), self.weight.clamp(max=0)),
+                                                   offsets.chunk(2)))
 
     def output_numel(self, a: Tensor, channels: int) -> int:
         """The number of entries of the layer's output on a with ``channels`` output channels."""
@@ -160,14 +195,14 @@ class Layer:
                        for size, p, q, k, s in zip(a.shape[2:], padding, dilation, kernel, stride)]
         return a.shape[0] * channels * math.prod(spatial)
 
-    def take_parts(self, a: Tensor, count: int = 2):
+    def take_parts(self, a: Tensor, rule: "LRPRule"):
         """The base layer's parts for one backward step, which may overwrite them: the first step takes
         the forward pass's tensor; a later one (a layer folded from the same one, a second backward
         pass) computes them again from a. Taking them, not copying, saves a tensor twice the output's
         size per layer; a BatchNorm's fold is usually the only step that runs."""
         base = self.base
         parts, base.parts = base.parts, None
-        return base.signed_parts(a, count) if parts is None else parts
+        return base.signed_parts(a, rule) if parts is None else parts
 
     def halves(self, t):
         """The two halves (W⁺ part, W⁻ part) of parts or a signal: stacked, or already a pair."""
@@ -218,10 +253,11 @@ class LRPRule:
     """``relevance(a, R, layer, z)``: the relevance of the inputs a; z is the layer's output if known.
 
     Rules that split the weights by sign (z⁺, αβ, γ) also have ``relevance_split(a, R, layer, parts)``
-    for inputs a ≥ 0 (after a ReLU): ``parts`` = [W⁺ᵀa; W⁻ᵀa] of the base layer, computed in the
-    forward pass in one convolution with stacked weights (instead of the layer's own and then two
-    more), which the rule may overwrite. Signs known in advance (W⁺ᵀa ≥ 0 ≥ W⁻ᵀa) make each
-    stabiliser one addition.
+    for inputs a ≥ 0 (after a ReLU): ``parts`` = [W⁺ᵀa + c⁺; W⁻ᵀa + c⁻] of the base layer, computed in
+    the forward pass in one convolution with stacked weights (instead of the layer's own and then two
+    more), which the rule may overwrite. The constants c (``offsets``: the bias's parts and the
+    stabiliser, c⁺ + c⁻ = b) make the parts the denominators, and their sum the layer's output.
+    Signs known in advance (W⁺ᵀa ≥ 0 ≥ W⁻ᵀa) make each stabiliser a constant.
     """
 
     needs_output = False
@@ -229,6 +265,10 @@ class LRPRule:
     parts = 2                       # how many signed parts relevance_split reads (z⁺: W⁺ᵀa only)
 
     def relevance(self, a: Tensor, R: Tensor, layer: Layer, z) -> Tensor:
+        raise NotImplementedError
+
+    def offsets(self, layer: Layer) -> Tensor:
+        """The constants the parts carry, one per output channel and part, stacked (over σ for a fold)."""
         raise NotImplementedError
 
 
@@ -284,10 +324,16 @@ class ZPlus(LRPRule):
         return _signed(a, R, layer, _plus(w), _minus(w), _plus(layer.bias),
                        self.stabilizer)
 
+    def offsets(self, layer):
+        # z = W⁺ᵀa + b⁺ ≥ 0 is stabilised by + ε: the part is z + ε
+        return layer.constant(_plus(layer.bias), self.stabilizer)
+
     def relevance_split(self, a, R, layer, parts):
-        (p,) = parts           # W⁺ᵀa: z = W⁺ᵀa + b⁺ ≥ 0, stabilised by + ε
-        z = p.add_(layer.shift(_plus(layer.bias), self.stabilizer, p))
-        s = torch.div(R, z)
+        (z,) = parts                          # W⁺ᵀa + b⁺ + ε
+        change = layer.correction(self)       # a fold's own b⁺
+        if change is not None:
+            z.add_(layer.per_channel(change[0], z))
+        s = torch.div(R, z, out=z)
         w = layer.signed_weight(a, True)
         return layer.gradient(a, s, w).mul_(a)
 
@@ -308,20 +354,33 @@ class AlphaBeta(LRPRule):
 
     split = True
 
+    def offsets(self, layer):
+        """The parts are z⁺ + ε and z⁻ − ε (z⁺ = W⁺ᵀa + b⁺ ≥ 0 ≥ z⁻ = W⁻ᵀa + b⁻): b⁺ + ε and b⁻ − ε."""
+        b, eps = layer.bias, self.stabilizer
+        return torch.cat([layer.constant(_plus(b), eps), layer.constant(_minus(b), -eps)])
+
     def relevance_split(self, a, R, layer, parts):
-        """The signal [αR ⊘ (z⁺ + ε); −βR ⊘ (z⁻ − ε)] for the stacked weights [W⁺; W⁻], with
-        z⁺ = W⁺ᵀa + b⁺ ≥ 0 ≥ z⁻ = W⁻ᵀa + b⁻, written over the parts: each half one multiply-add
-        (its denominator over α or −β) and one division (on the halves: a division broadcast over a
-        stacked view runs several times slower)."""
-        b, eps, alpha, beta = layer.bias, self.stabilizer, self.alpha, self.beta
+        """The signal [R ⊘ (z⁺ + ε); R ⊘ (z⁻ − ε)], the parts divided in place, for the stacked weights
+        [αW⁺; −βW⁻]: one division per half (on the halves: a division broadcast over a stacked view
+        runs several times slower). A fold's parts (or a pair) take [W⁺; W⁻] and the factors in the
+        denominators, each half shifted and scaled in one multiply-add: (z⁺ + ε)/α, (z⁻ − ε)/(−β)."""
+        alpha, beta = self.alpha, self.beta
         p, n = layer.halves(parts)
-        torch.add(layer.shift(_plus(b), eps, p) / alpha, p, alpha=1 / alpha, out=p)     # (z⁺ + ε)/α
-        if beta:
-            torch.add(layer.shift(_minus(b), -eps, n) / -beta, n, alpha=-1 / beta, out=n)  # (z⁻ − ε)/(−β)
-        else:
-            n.fill_(torch.inf)                                                          # β = 0: no s⁻
+        change = layer.correction(self)
+        scaled = change is None and not isinstance(parts, tuple)
+        if not scaled:
+            for half, d, factor in ((p, None if change is None else change[0], alpha),
+                                    (n, None if change is None else change[1], -beta)):
+                if factor == 0:
+                    half.fill_(torch.inf)                       # β = 0: no s⁻
+                elif d is None:
+                    half.div_(factor)
+                else:
+                    torch.add(layer.per_channel(d / factor, half), half, alpha=1 / factor, out=half)
         torch.div(R, p, out=p)
         torch.div(R, n, out=n)
+        if scaled:
+            return layer.gradient(a, parts, layer.scaled_weight(a, alpha, beta)).mul_(a)
         return layer.gradients(a, parts).mul_(a)
 
 
@@ -345,29 +404,38 @@ class Gamma(LRPRule):
 
     split = True
 
+    def offsets(self, layer):
+        """The parts are p = W⁺ᵀa + b⁺ + ε/γ and n = W⁻ᵀa + b⁻ − ε/γ (γ = 0: b⁺ and b⁻)."""
+        b, e = layer.bias, self.stabilizer / self.gamma if self.gamma > 0 else 0.0
+        return torch.cat([layer.constant(_plus(b), e), layer.constant(_minus(b), -e)])
+
     def relevance_split(self, a, R, layer, parts):
-        """z_up = (1+γ)p + n + b + γb⁺ where z > 0, z_down = p + (1+γ)n + b + γb⁻ where z < 0
-        (p, n: the halves of the parts; every term over σ for a folded layer)."""
-        g, eps, b = self.gamma, self.stabilizer, layer.bias
+        """z_up + ε = (1+γ)p + n where z > 0, z_down − ε = p + (1+γ)n where z < 0, z = p + n (the
+        parts p, n carry the constants; every term over σ for a folded layer)."""
+        g, eps = self.gamma, self.stabilizer
         p, n = layer.halves(parts)
+        change = layer.correction(self)
+        if change is not None:                          # a fold's own constants
+            p.add_(layer.per_channel(change[0], p))
+            n.add_(layer.per_channel(change[1], n))
         z = torch.add(p, n)
-        if b is not None:
-            z += layer.shift(b, 0.0, z)
-        if not bool(R.ne(0).logical_and_(z <= 0).any()):
-            # no relevance where z ≤ 0 (the common case: a ReLU follows and passes none there): only
-            # the z_up terms remain, W⁺(1+γ)s + W⁻s = (W + γW⁺)s, one backward call of the plain size.
-            # z_up ≥ z > 0 wherever R ≠ 0, so its stabiliser is + ε; elsewhere s = 0 / (ε or more)
-            den = z.add_(p, alpha=g).add_(layer.shift(None if b is None else g * b.clamp(min=0), eps, z))
-            den = torch.maximum(den, layer.shift(None, eps, z), out=den)
+        # whether any relevance sits where z ≤ 0, in place: z becomes [z ≤ 0]·R
+        if not bool(torch.le(z, 0, out=z).mul_(R).any()):
+            # none (the common case: a ReLU follows and passes none there): only the z_up terms remain,
+            # W⁺(1+γ)s + W⁻s = (W + γW⁺)s, one backward call of the plain size. z_up ≥ z > 0 wherever
+            # R ≠ 0, so its stabiliser is + ε; elsewhere s = 0 / (ε or more)
+            den = torch.add(n, p, alpha=1 + g, out=z)
+            if g == 0:
+                den += layer.shift(None, eps, den)
+            den = torch.maximum(den, layer.shift(None, eps, den), out=den)
             s = torch.div(R, den, out=den)
             return layer.gradient(a, s, torch.add(layer.signed_weight(a, False), layer.signed_weight(a, True),
                                                   alpha=1 + g)).mul_(a)
+        z = torch.add(p, n, out=z)
         positive = z > 0
         if g > 0:
-            # z + γ(p + (b⁺ + ε/γ)/σ) = z_up + ε where z > 0, z + γ(n + (b⁻ − ε/γ)/σ) = z_down − ε where
-            # z < 0: the parts shifted in place, one choice between them, one multiply-add
-            p.add_(layer.shift(_plus(b), eps / g, p))
-            n.add_(layer.shift(_minus(b), -eps / g, n))
+            # z + γp = z_up + ε where z > 0, z + γn = z_down − ε where z < 0: one choice between the
+            # parts, one multiply-add
             den = torch.where(positive, p, n)
             den = torch.add(z, den, alpha=g, out=den)
         else:                       # γ = 0: z_up = z_down = z
@@ -412,14 +480,19 @@ class ZBox(LRPRule):
                 relevance -= layer.gradient(a, s, part) * bound
             return relevance
         # W s and each bound's W± s in one backward call: the weights [W, W⁺, W⁻] stacked along the
-        # input channels (the input's shape, stacked likewise, is all the call reads of it)
+        # input channels. The call reads only the shape and layout of its input: an empty tensor's
         d = 1 if layer.dim == 1 else -1
-        stacked = torch.cat([a] * (1 + len(bounds)), dim=d)
+        shape = list(a.shape)
+        shape[d] *= 1 + len(bounds)
+        stacked = torch.empty(shape, dtype=a.dtype, device=a.device, memory_format=layout(a))
         weights = torch.cat([w] + [part for _, part in bounds], dim=1)
         c = layer.gradient(stacked, s, weights).chunk(1 + len(bounds), dim=d)
         relevance = c[0].mul_(a)
         for (bound, _), ci in zip(bounds, c[1:]):
-            relevance -= ci * bound
+            if bound.ndim == 0:
+                relevance.sub_(ci, alpha=bound.item())
+            else:
+                relevance -= ci * bound
         return relevance
 
 
