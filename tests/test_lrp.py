@@ -433,6 +433,28 @@ def test_refuses_what_the_rules_cannot_handle(layers, match):
         lrp(model, torch.randn(2, 4), 0)
 
 
+class _TokenLinear(nn.Module):
+    """Linear on (N, L, C) then BatchNorm1d(L): the BatchNorm's dimension 1 is L, not the layer's features."""
+
+    def __init__(self, length, channels):
+        super().__init__()
+        self.lin, self.bn = nn.Linear(channels, channels), nn.BatchNorm1d(length)
+        self.head = nn.Linear(length * channels, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.bn(self.lin(x))).flatten(1))
+
+
+@pytest.mark.parametrize("length, channels", [(6, 6), (5, 6)])
+def test_refuses_a_batchnorm_across_a_linear_layers_positions(length, channels):
+    """Folding it into the features was silently wrong with L = C (LRP-0 0.35 off gradient × input) and a
+    bare RuntimeError otherwise (found by a parity sweep; zennit's merge folds it wrongly too)."""
+    torch.manual_seed(0)
+    model = _TokenLinear(length, channels).eval()
+    with pytest.raises(ValueError, match="only on \\(N, features\\) outputs"):
+        lrp(model, torch.rand(3, length, channels), torch.tensor([0, 1, 2]), rule="zero")
+
+
 class _Between(nn.Module):
     """Linear(4, 6), then ``between`` (a function of the hidden layer), then Linear(6, 2)."""
 

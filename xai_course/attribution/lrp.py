@@ -102,6 +102,12 @@ class FoldBatchNorm(Rule):
             raise ValueError("lrp folds each BatchNorm into the linear or convolution layer right before it; "
                              "this one follows no such layer (or is in training mode), so lrp cannot handle it")
         _, a, layer, rule = parts
+        if layer.dim == -1 and x.ndim != 2:
+            # BatchNorm normalises dimension 1; a linear layer's features are the last dimension, the
+            # same one only for (N, features) outputs
+            raise ValueError(f"lrp folds a BatchNorm into the linear layer before it only on (N, features) "
+                             f"outputs; this one normalises dimension 1 of a {tuple(x.shape)} output, not the "
+                             "layer's features, so lrp cannot handle it")
         scale = torch.rsqrt(bn["running_var"] + bn.get("eps", 1e-5))
         if bn.get("weight") is not None:
             scale = scale * bn["weight"]
