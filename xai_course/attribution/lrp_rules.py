@@ -67,16 +67,17 @@ class Layer:
     on the base layer's weights and signed parts and move σ into the denominators (``shift``):
     W_f⁺ᵀ(R ⊘ (σq + c)) = W⁺ᵀ(R ⊘ (q + c/σ)), so a fold costs no weights of its own.
 
-    The signed parts carry the rule's constants per output channel (:meth:`LRPRule.offsets`: the bias
-    parts and the stabiliser), added by the convolution itself: the denominators come out of the
-    forward pass ready, and a fold adds only what its constants differ by (:meth:`correction`).
+    The signed parts carry the rule's constants per output channel (:meth:`LRPRule.offsets`: the
+    bias's parts, and for z⁺ and αβ the stabiliser), added by the convolution itself: the denominators
+    come out of the forward pass ready, and a fold adds only what its constants differ by
+    (:meth:`correction`).
     """
 
     def __init__(self, function, weight, bias, options: dict):
         self.function, self.options = function, options
         self._weight = None if weight is None else weight.detach()
         self.bias = None if bias is None else bias.detach()
-        self.parts = None          # [W⁺ᵀa; W⁻ᵀa] from the forward pass, until a backward pass takes it
+        self.parts = None          # [W⁺ᵀa + c⁺; W⁻ᵀa + c⁻] from the forward pass, until a backward takes it
         self.source, self.scale = None, None   # the layer this one is folded from, and σ (see base)
         self._stacked, self._scaled = None, None
 
@@ -255,8 +256,8 @@ class LRPRule:
     Rules that split the weights by sign (z⁺, αβ, γ) also have ``relevance_split(a, R, layer, parts)``
     for inputs a ≥ 0 (after a ReLU): ``parts`` = [W⁺ᵀa + c⁺; W⁻ᵀa + c⁻] of the base layer, computed in
     the forward pass in one convolution with stacked weights (instead of the layer's own and then two
-    more), which the rule may overwrite. The constants c (``offsets``: the bias's parts and the
-    stabiliser, c⁺ + c⁻ = b) make the parts the denominators, and their sum the layer's output.
+    more), which the rule may overwrite. The constants c (``offsets``: the bias's parts b⁺ and b⁻,
+    with the stabiliser for z⁺ and αβ) keep c⁺ + c⁻ = b, so the parts' sum is the layer's output.
     Signs known in advance (W⁺ᵀa ≥ 0 ≥ W⁻ᵀa) make each stabiliser a constant.
     """
 
