@@ -433,6 +433,21 @@ def test_refuses_what_the_rules_cannot_handle(layers, match):
         lrp(model, torch.randn(2, 4), 0)
 
 
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("composite", list(ZENNIT))
+def test_relu6_and_hardtanh_pass_relevance_as_zennit(composite, inplace, exact_batchnorm_merge):
+    """ReLU6 (MobileNet's activation) and hardtanh pass relevance unchanged, as zennit's Pass does for every
+    activation; they were refused (found by a parity sweep). In float64."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6(inplace=inplace),
+                          nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1), nn.Hardtanh(inplace=inplace), nn.Flatten(),
+                          nn.Linear(8 * 8 * 8, 16), nn.ReLU6(), nn.Linear(16, 4))
+    model = _randomise_batchnorm(model, 0).eval().double()
+    x, target = 3 * torch.rand(3, 3, 16, 16, dtype=torch.float64), torch.tensor([0, 1, 3])
+    theirs = zennit_lrp(copy.deepcopy(model), x, target, composite, [SequentialMergeBatchNorm()])
+    assert relative_error(lrp(model, x, target, composite=composite), theirs) < 1e-10
+
+
 class _TokenLinear(nn.Module):
     """Linear on (N, L, C) then BatchNorm1d(L): the BatchNorm's dimension 1 is L, not the layer's features."""
 

@@ -11,7 +11,8 @@ bias and the stabiliser) the sum, so that f(x) ≈ Σ_i R_i at the input:
   for this call only: the rule sees one layer, and nothing in the model is changed;
 - a sum of two tensors (a residual connection): R split in proportion to the summands, R_i = x_i·R/Σx;
 - average pooling: a linear layer with positive weights (the ε rule, as zennit's Norm);
-- ReLU, leaky ReLU, ELU, tanh: relevance passes unchanged; max-pooling: to the winner (the gradient);
+- ReLU, ReLU6, leaky ReLU, ELU, tanh, hardtanh: relevance passes unchanged (as zennit's Pass); max-pooling:
+  to the winner (the gradient);
 - a product with a constant (x·c, x/c): the gradient, as zennit; a product of two computed tensors,
   attention, matmul, and nonlinear arithmetic written by hand (exp, x**2, abs, clamp, normalize, ...):
   refused, as are any other nonlinearity, a BatchNorm that cannot be folded, transposed convolutions,
@@ -253,7 +254,7 @@ def relevance_rules(model, rule="epsilon", composite=None, epsilon=1e-6,
              "conv": LayerRule(by_weight, conv),
              "batch_norm": FoldBatchNorm(), "add": SplitSum(stabilizer),
              "avg_pool": Norm(stabilizer), "product": Product()}
-    table |= {k: Pass() for k in ("relu", "leaky_relu", "elu", "tanh")}
+    table |= {k: Pass() for k in ("relu", "leaky_relu", "elu", "tanh", "hardtanh")}
     refuse = refusing(NONLINEAR - {"max_pool"}, "lrp", table)
     refuse |= {k: f"lrp has no rule for '{k}'"
                for k in ("conv_transpose", "normalization")}
