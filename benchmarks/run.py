@@ -11,6 +11,7 @@ A method is added by one row in ROWS.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import time
@@ -298,10 +299,14 @@ def floor(model, x, target, points, forward_only=False, fast=True):
 
 
 def median_times(functions, repeats):
+    """The median time of each function, the functions interleaved so that drifts in machine load hit all
+    alike, in every order in turn: a call right after a large one (the floor) runs slower, so each
+    function must follow each other one equally often. (A rotation, 0 1 2 / 1 2 0 / 2 0 1, does not:
+    with three functions the first followed the third in 2 rounds of 3, the second in 1.)"""
     times = [[] for _ in functions]
-    k = len(functions)
-    for r in range(repeats):  # interleaved, so drifts in machine load hit all alike, and in turn: a call
-        for i in [(r + j) % k for j in range(k)]:  # right after a large one (the floor) runs slower
+    orders = list(itertools.permutations(range(len(functions))))
+    for r in range(repeats):
+        for i in orders[r % len(orders)]:
             start = time.perf_counter()
             functions[i]()
             times[i].append(time.perf_counter() - start)
