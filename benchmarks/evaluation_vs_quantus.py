@@ -23,9 +23,7 @@ forward-only floor: the engine's batches, channels-last, no masking), measured i
 = Quantus / floor is the largest ratio any implementation making ours' passes could reach.
 """
 import argparse
-import statistics
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -39,7 +37,7 @@ from xai_course.attribution import input_x_gradient  # noqa: E402
 from xai_course.evaluation import faithfulness_correlation, perturbed_outputs, pixel_perturbation  # noqa: E402
 from xai_course.models.train import TEST_SEED  # noqa: E402
 
-from run import floor  # noqa: E402  (benchmarks/run.py: this script's folder is on sys.path)
+from run import floor, median_times  # noqa: E402  (benchmarks/run.py: this script's folder is on sys.path)
 
 
 def main(argv=None):
@@ -124,11 +122,7 @@ def main(argv=None):
         def bare(points=p_ours // n):            # ours' passes, of the unperturbed images
             floor(model, x, y, points, forward_only=True)
 
-        t_ours, t_theirs, t_floor = [], [], []
-        for _ in range(args.repeats):                # interleaved: all see the same load
-            for f, t in ((ours, t_ours), (theirs, t_theirs), (bare, t_floor)):
-                s = time.perf_counter(); f(); t.append(time.perf_counter() - s)
-        mo, mt, mf = (1e3 * statistics.median(t) for t in (t_ours, t_theirs, t_floor))
+        mo, mt, mf = (1e3 * t for t in median_times([ours, theirs, bare], args.repeats))   # interleaved
         diff = (f"{np.abs(r_ours - r_theirs).max():.1e}" if "faithfulness" not in name else "own subsets")
         rows.append((name, p_ours, p_theirs, mo, mt, mt / mo, mf, mt / mf, diff))
         print(f"{name:38s} {p_ours:>9d}/{p_theirs:<9d} {mo:8.1f} {mt:10.1f} {mt / mo:5.1f}x {mf:8.1f} {mt / mf:5.1f}x "

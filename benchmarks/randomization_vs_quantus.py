@@ -38,7 +38,7 @@ from xai_course.data import shapes  # noqa: E402
 from xai_course.evaluation import model_randomization_test  # noqa: E402
 from xai_course.evaluation.randomization import parameter_layers  # noqa: E402
 
-from run import floor  # noqa: E402  (benchmarks/run.py, in this script's folder)
+from run import floor, interleaved  # noqa: E402  (benchmarks/run.py, in this script's folder)
 
 warnings.filterwarnings("ignore")
 QUANTUS_ORDER = {"cascading": "top_down", "independent": "independent"}
@@ -114,16 +114,17 @@ def main(argv=None):
         for order in ("cascading", "independent"):
             times = {"quantus": [], "ours": [], "floor": []}
             cpu = {"quantus": [], "ours": [], "floor": []}
-            for _ in range(repeats):  # interleaved
-                for side, run in (("quantus", quantus_run), ("ours", ours_run), ("floor", floor_run)):
-                    start, start_cpu = time.perf_counter(), time.process_time()
-                    result = run(model, x, y, order, measure)
-                    times[side].append(time.perf_counter() - start)
-                    cpu[side].append(time.process_time() - start_cpu)
-                    if side == "quantus":
-                        theirs = result
-                    elif side == "ours":
-                        ours = result
+            sides = (("quantus", quantus_run), ("ours", ours_run), ("floor", floor_run))
+            for i in interleaved(len(sides), repeats):
+                side, run = sides[i]
+                start, start_cpu = time.perf_counter(), time.process_time()
+                result = run(model, x, y, order, measure)
+                times[side].append(time.perf_counter() - start)
+                cpu[side].append(time.process_time() - start_cpu)
+                if side == "quantus":
+                    theirs = result
+                elif side == "ours":
+                    ours = result
             assert set(ours) == set(theirs), (sorted(ours), sorted(theirs))
             gap = max(abs(ours[k] - theirs[k]) for k in ours)
             q, o = statistics.median(times["quantus"]), statistics.median(times["ours"])

@@ -298,18 +298,23 @@ def floor(model, x, target, points, forward_only=False, fast=True):
         torch.autograd.grad(model(xs).gather(1, t[:, None]).sum(), xs)
 
 
-def median_times(functions, repeats):
-    """The median time of each function, the functions interleaved so that drifts in machine load hit all
-    alike, in every order in turn: a call right after a large one (the floor) runs slower, so each
-    function must follow each other one equally often. (A rotation, 0 1 2 / 1 2 0 / 2 0 1, does not:
-    with three functions the first followed the third in 2 rounds of 3, the second in 1.)"""
-    times = [[] for _ in functions]
-    orders = list(itertools.permutations(range(len(functions))))
+def interleaved(k, repeats):
+    """The indices 0..k-1, ``repeats`` rounds, interleaved so that drifts in machine load hit all alike,
+    in every order in turn: a call right after a large one (the floor) runs slower, so each function must
+    follow each other one equally often. (A rotation, 0 1 2 / 1 2 0 / 2 0 1, does not: with three
+    functions the first followed the third in 2 rounds of 3, the second in 1.)"""
+    orders = list(itertools.permutations(range(k)))
     for r in range(repeats):
-        for i in orders[r % len(orders)]:
-            start = time.perf_counter()
-            functions[i]()
-            times[i].append(time.perf_counter() - start)
+        yield from orders[r % len(orders)]
+
+
+def median_times(functions, repeats):
+    """The median time of each function, called in turn (:func:`interleaved`)."""
+    times = [[] for _ in functions]
+    for i in interleaved(len(functions), repeats):
+        start = time.perf_counter()
+        functions[i]()
+        times[i].append(time.perf_counter() - start)
     return [statistics.median(t) for t in times]
 
 
