@@ -421,25 +421,25 @@ class Gamma(LRPRule):
         g, eps = self.gamma, self.stabilizer
         p, n = layer.halves(parts)
         change = layer.correction(self)
-        z = torch.add(p, n)
-        if change is not None:
-            z += layer.per_channel(change[0] + change[1], z)
+
+        def output(out=None):           # z = p + n, and a fold's own bias
+            z = torch.add(p, n, out=out)
+            return z if change is None else z.add_(layer.per_channel(change[0] + change[1], z))
+
+        z = output()
         # whether any relevance sits where z ≤ 0, in place: z becomes [z ≤ 0]·R
         if not bool(torch.le(z, 0, out=z).mul_(R).any()):
             # none (the common case: a ReLU follows and passes none there): only the z_up terms remain,
             # W⁺(1+γ)s + W⁻s = (W + γW⁺)s, one backward call of the plain size. z_up ≥ z > 0 wherever
             # R ≠ 0, so its stabiliser is + ε; elsewhere s = 0 / (ε or more)
-            constant = layer.constant(None, eps)
-            if change is not None:
-                constant += (1 + g) * change[0] + change[1]
+            stabiliser = layer.constant(None, eps)
+            constant = stabiliser if change is None else stabiliser + (1 + g) * change[0] + change[1]
             den = torch.add(n, p, alpha=1 + g, out=z).add_(layer.per_channel(constant, z))
-            den = torch.maximum(den, layer.shift(None, eps, den), out=den)
+            den = torch.maximum(den, layer.per_channel(stabiliser, den), out=den)
             s = torch.div(R, den, out=den)
             return layer.gradient(a, s, torch.add(layer.signed_weight(a, False), layer.signed_weight(a, True),
                                                   alpha=1 + g)).mul_(a)
-        z = torch.add(p, n, out=z)
-        if change is not None:
-            z += layer.per_channel(change[0] + change[1], z)
+        z = output(out=z)
         positive = z > 0
         if g > 0:
             # z + γ(p + ε/γ) = z_up + ε where z > 0, z + γ(n − ε/γ) = z_down − ε where z < 0: the parts
